@@ -1,0 +1,151 @@
+"""Artifacts on disk: atomic writes, provenance, and the HDF5 clip store shared by the stages.
+
+Every stage writes its output to a temporary file beside the target and renames it into place only
+when the whole file is written (DESIGN.md: "artifacts are written atomically"), so an interrupted or
+failed stage never leaves a half-written artifact that a later stage could read.
+
+Every HDF5 artifact records, as root attributes, the stage that made it, the params it was made
+from (and their hash), the merflow version and the checksums of its inputs. Nothing time-dependent
+is recorded, so the same params and inputs give byte-identical files.
+
+Clip store layout (aligned.h5, magnified.h5)::
+
+    /                       attrs: provenance (see `write_provenance`)
+    /clips/<clip_id>/frames uint8 (T, H, W, 3) RGB
+    /clips/<clip_id>        attrs: subject, emotion, label, onset, apex, offset, fps (+ stage extras)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from pipeline import __version__
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; move it onto `path` only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def params_sha256(params: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(params).encode()).hexdigest()
+
+
+def provenance(stage: str, params: Mapping[str, Any], inputs: Mapping[str, str | os.PathLike]) -> dict:
+    """What made an artifact: stage name, params, their hash, code version and input checksums."""
+    return {
+        "stage": stage,
+        "merflow_version": __version__,
+        "params": canonical_json(params),
+        "params_sha256": params_sha256(params),
+        "inputs": canonical_json({name: {"path": os.fspath(p), "sha256": file_sha256(p)}
+                                  for name, p in inputs.items()}),
+    }
+
+
+def write_provenance(h5: h5py.File, prov: Mapping[str, str]) -> None:
+    for key, value in prov.items():
+        h5.attrs[key] = value
+
+
+def read_provenance(path: str | os.PathLike) -> dict:
+    with h5py.File(path, "r") as h5:
+        prov = {key: _attr(value) for key, value in h5.attrs.items()}
+    for key in ("params", "inputs"):
+        if key in prov:
+            prov[key] = json.loads(prov[key])
+    return prov
+
+
+def _attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def open_h5_for_write(path: str | os.PathLike) -> h5py.File:
+    """An HDF5 file whose bytes depend only on what is written (no timestamps, fixed layout)."""
+    return h5py.File(path, "w", libver=("earliest", "v110"), track_order=True)
+
+
+def write_array(group: h5py.Group, name: str, data: np.ndarray, **kwargs: Any) -> h5py.Dataset:
+    """Create a dataset without modification times, so reruns are byte-identical."""
+    return group.create_dataset(name, data=data, track_times=False, **kwargs)
+
+
+def write_clip(h5: h5py.File, clip_id: str, frames: np.ndarray, attrs: Mapping[str, Any],
+               **arrays: np.ndarray) -> None:
+    """Store one clip's uint8 (T, H, W, 3) frames, its metadata and any extra per-clip arrays."""
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"clip {clip_id}: frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    group = h5.require_group("clips").create_group(clip_id, track_order=True)
+    write_array(group, "frames", frames, chunks=(1, *frames.shape[1:]))
+    for name, array in arrays.items():
+        write_array(group, name, np.asarray(array))
+    for key, value in attrs.items():
+        group.attrs[key] = value
+
+
+def clip_ids(path: str | os.PathLike) -> list[str]:
+    with h5py.File(path, "r") as h5:
+        return list(h5["clips"].keys())
+
+
+def read_clip(path_or_file: str | os.PathLike | h5py.File, clip_id: str) -> tuple[np.ndarray, dict]:
+    """One clip's frames and attributes."""
+    if isinstance(path_or_file, h5py.File):
+        group = path_or_file["clips"][clip_id]
+        return group["frames"][()], {k: _attr(v) for k, v in group.attrs.items()}
+    with h5py.File(path_or_file, "r") as h5:
+        return read_clip(h5, clip_id)
+
+
+def iter_clips(path: str | os.PathLike) -> Iterator[tuple[str, np.ndarray, dict]]:
+    """Stream (clip_id, frames, attrs) one clip at a time, so memory holds one clip."""
+    with h5py.File(path, "r") as h5:
+        for clip_id in h5["clips"]:
+            frames, attrs = read_clip(h5, clip_id)
+            yield clip_id, frames, attrs

@@ -1,0 +1,1 @@
+"""Hand-crafted baselines of the paper's Table 2."""

@@ -1,0 +1,1 @@
+"""Dataset adapters (one per distributed layout) and the synthetic generator."""
