@@ -1,0 +1,83 @@
+"""Evaluation protocols: which clips are tested in which fold, computed once and shared by every method.
+
+kfold5 is the paper's protocol (Sec. III-C): the samples are randomly split into five parts, four
+train and one tests, in turn. Clips of one subject can fall on both sides of such a split, so we
+also provide leave-one-subject-out (loso), the subject-independent protocol of later MER work.
+
+A folds file (data/{ds}/folds/{protocol}.csv) has one row per clip: clip_id, subject, label, fold;
+fold k's test set is the clips with fold == k, its training set all the others.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from pipeline.artifacts import atomic_output
+
+PROTOCOLS = ("kfold5", "loso")
+FOLD_COLUMNS = ["clip_id", "subject", "label", "fold"]
+
+
+def kfold_folds(index: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:
+    """The paper's random k-fold split over clips, stratified by label, in the index's row order."""
+    _check_clip_ids(index)
+    index = index.reset_index(drop=True)
+    if len(index) < k:
+        raise ValueError(f"cannot split {len(index)} clips into {k} folds")
+    # Assign folds over clips sorted by id, so the split depends on the seed and the clips only,
+    # not on the order the index lists them in.
+    clips = index.sort_values("clip_id", kind="stable")
+    if clips["label"].value_counts().min() >= k:
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    else:
+        # A class with fewer than k clips cannot appear in every fold, and StratifiedKFold would
+        # only warn and split unevenly; a plain shuffled split is the honest fallback.
+        splitter = KFold(n_splits=k, shuffle=True, random_state=seed)
+    fold = pd.Series(-1, index=clips.index, dtype="int64")
+    for number, (_, test) in enumerate(splitter.split(clips, clips["label"])):
+        fold.iloc[test] = number
+    return _folds_table(index, fold.sort_index())
+
+
+def loso_folds(index: pd.DataFrame) -> pd.DataFrame:
+    """Leave-one-subject-out: fold k tests every clip of the k-th subject in sorted order."""
+    _check_clip_ids(index)
+    subjects = sorted(index["subject"].unique(), key=_natural_key)
+    position = {subject: number for number, subject in enumerate(subjects)}
+    return _folds_table(index, index["subject"].map(position).astype("int64"))
+
+
+def folds_stage(index_csv: Path, out_csv: Path, *, protocol: str, k: int, seed: int) -> None:
+    """Write the folds file of one protocol for the clips of index.csv."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    index = pd.read_csv(index_csv, dtype={"clip_id": str, "subject": str, "label": str})
+    folds = kfold_folds(index, k, seed) if protocol == "kfold5" else loso_folds(index)
+    with atomic_output(out_csv) as tmp:
+        folds.to_csv(tmp, index=False)
+
+
+def fold_numbers(folds_csv: Path) -> list[int]:
+    """The fold numbers a folds file defines, ascending (one training job each)."""
+    return sorted(int(f) for f in pd.read_csv(folds_csv, usecols=["fold"])["fold"].unique())
+
+
+def _folds_table(index: pd.DataFrame, fold: pd.Series) -> pd.DataFrame:
+    table = index[["clip_id", "subject", "label"]].copy()
+    table["fold"] = fold.to_numpy()
+    return table.reset_index(drop=True)
+
+
+def _check_clip_ids(index: pd.DataFrame) -> None:
+    duplicated = index["clip_id"][index["clip_id"].duplicated()].unique()
+    if len(duplicated):
+        raise ValueError(f"clip ids appear more than once in the index: {', '.join(map(str, duplicated))}")
+
+
+def _natural_key(subject: str) -> list:
+    """Sort s2 before s10 (SMIC's subjects are not zero-padded)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(subject))]
