@@ -1,0 +1,59 @@
+"""Recognition metrics on integer class labels: accuracy (the paper's Table 2), and the unweighted
+F1 and unweighted average recall that MEGC uses for imbalanced micro-expression classes.
+
+Labels are integers in 0..n_classes-1. The confusion matrix has the truth on its rows and the
+prediction on its columns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _labels(y_true, y_pred, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    y_true = np.asarray(y_true, dtype=np.int64).ravel()
+    y_pred = np.asarray(y_pred, dtype=np.int64).ravel()
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"{y_true.size} true labels but {y_pred.size} predictions")
+    if y_true.size == 0:
+        raise ValueError("no labels")
+    for name, y in (("true", y_true), ("predicted", y_pred)):
+        if y.min() < 0 or y.max() >= n_classes:
+            raise ValueError(f"{name} labels must lie in 0..{n_classes - 1}, got {y.min()}..{y.max()}")
+    return y_true, y_pred
+
+
+def confusion(y_true, y_pred, n_classes: int) -> np.ndarray:
+    """(n_classes, n_classes) counts: entry [t, p] = clips of class t predicted as p."""
+    y_true, y_pred = _labels(y_true, y_pred, n_classes)
+    return np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, -1)
+
+
+def accuracy(y_true, y_pred) -> float:
+    y_true = np.asarray(y_true).ravel()
+    y_pred = np.asarray(y_pred).ravel()
+    if y_true.shape != y_pred.shape or y_true.size == 0:
+        raise ValueError(f"need equally many true and predicted labels, got {y_true.size} and {y_pred.size}")
+    return float(np.mean(y_true == y_pred))
+
+
+def uf1(y_true, y_pred, n_classes: int) -> float:
+    """Unweighted F1: the mean over classes of F1 = 2 TP / (2 TP + FP + FN).
+
+    A class absent from both truth and prediction has no F1 (0/0) and is left out of the mean, as
+    in MEGC; a class predicted but never true (or true but never predicted) counts with F1 = 0.
+    """
+    cm = confusion(y_true, y_pred, n_classes)
+    tp = np.diag(cm)
+    fp = cm.sum(axis=0) - tp
+    fn = cm.sum(axis=1) - tp
+    seen = (tp + fp + fn) > 0
+    return float(np.mean(2 * tp[seen] / (2 * tp[seen] + fp[seen] + fn[seen])))
+
+
+def uar(y_true, y_pred, n_classes: int) -> float:
+    """Unweighted average recall: the mean over classes present in the truth of TP / (TP + FN)."""
+    cm = confusion(y_true, y_pred, n_classes)
+    support = cm.sum(axis=1)
+    present = support > 0
+    return float(np.mean(np.diag(cm)[present] / support[present]))

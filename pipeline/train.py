@@ -1,0 +1,388 @@
+"""Train the RCNN (or the plain CNN) on the training folds and test it on one held-out fold.
+
+The schedule is the paper's (Sec. III-A): SGD with momentum 0.9 and weight decay 5e-4, mini-batches
+of 64, learning rate 1e-3 multiplied by 0.5 after every epoch ("when all minibatches are traversed
+and re-allocated randomly"), training stops when the rate falls below 1e-4, i.e. after 4 epochs.
+Nothing about the test fold is used in training: no early stopping, no epoch picking, and the input
+normalisation comes from the training clips only.
+
+Input, tensors.h5 (the tensors stage)::
+
+    /x            uint8 (N, V, 3, pixels, frames)  N clips x V temporal-jitter variants, one chunk per clip
+    /clip_id, /subject, /label   str (N,)
+    /label_index  int64 (N,)                       index into the root attribute `classes` (JSON list)
+
+and folds.csv (clip_id, subject, label, fold). A clip's V variants are one row of /x, so they are on
+the same side of the split by construction (asserted in `split_fold`).
+
+Output in out_dir, each file written atomically: model.pt (state_dict, config, classes, input
+normalisation, params, provenance), predictions.csv (clip_id, subject, true, predicted, p_<class>),
+metrics.json and train_log.csv (epoch, lr, loss, train_accuracy, seconds).
+
+Input normalisation: one pass over the training clips before training counts each channel's grey
+levels; their mean and std (in [0, 1] units) are stored in the model as buffers and in model.pt.
+
+Memory: the store is streamed. Training reads whole clips (one HDF5 chunk = V variants) into a
+shuffle buffer of about SHUFFLE_BUFFER_BYTES, shuffles samples within it and cuts mini-batches; one
+more buffer is read ahead by a thread, so host memory holds at most two buffers plus one batch.
+Testing reads one clip at a time. (The activations add ~3 GB at M = 32, batch 64: 3.1 GB peak RSS
+measured on CPU.)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from pipeline import metrics
+from pipeline.artifacts import atomic_output, provenance
+from pipeline.errors import MerflowError
+from pipeline.model import RCNN, RCNNConfig
+
+METHODS = ("rcnn", "cnn")            # "cnn": the same network with the recurrent steps removed
+SHUFFLE_BUFFER_BYTES = 512 * 2**20   # ~60 CASME II clips x 48 variants; two such buffers at most
+
+
+# --- the split ------------------------------------------------------------------------------------
+
+def read_clip_table(h5: h5py.File) -> pd.DataFrame:
+    """One row per clip of the store, in the order of /x: clip_id, subject, label, label_index."""
+    return pd.DataFrame({
+        "clip_id": h5["clip_id"].asstr()[()],
+        "subject": h5["subject"].asstr()[()],
+        "label": h5["label"].asstr()[()],
+        "label_index": h5["label_index"][()].astype(np.int64),
+    })
+
+
+def split_fold(clips: pd.DataFrame, folds: pd.DataFrame, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (into /x) of the training clips (fold != `fold`) and the test clips (fold == `fold`)."""
+    problems = []
+    for name, table in (("tensors", clips), ("folds", folds)):
+        duplicated = table["clip_id"][table["clip_id"].duplicated()].tolist()
+        if duplicated:
+            problems.append(f"{name}: clip ids listed twice: {duplicated[:10]}")
+    missing = sorted(set(clips["clip_id"]) - set(folds["clip_id"]))
+    if missing:
+        problems.append(f"{len(missing)} clips of the tensors have no fold: {missing[:10]}")
+    extra = sorted(set(folds["clip_id"]) - set(clips["clip_id"]))
+    if extra:
+        problems.append(f"{len(extra)} clips of the folds are not in the tensors: {extra[:10]}")
+    if problems:
+        raise MerflowError("tensors and folds disagree:\n" + "\n".join(f"  - {p}" for p in problems))
+
+    joined = clips.merge(folds, on="clip_id", how="left", suffixes=("", "_folds"), validate="one_to_one")
+    for column in ("subject", "label"):
+        differ = joined[joined[column] != joined[f"{column}_folds"]]
+        if len(differ):
+            raise MerflowError(f"tensors and folds give different {column}s for clips "
+                               f"{differ['clip_id'].tolist()[:10]} (stale artifact?)")
+    is_test = (joined["fold"] == fold).to_numpy()
+    train_rows, test_rows = np.flatnonzero(~is_test), np.flatnonzero(is_test)
+    if len(test_rows) == 0 or len(train_rows) == 0:
+        raise MerflowError(f"fold {fold}: {len(train_rows)} training and {len(test_rows)} test clips "
+                           f"(folds present: {sorted(folds['fold'].unique().tolist())})")
+    # A clip is one row of /x holding all its jitter variants, so no clip can straddle the split.
+    assert not set(clips["clip_id"].iloc[train_rows]) & set(clips["clip_id"].iloc[test_rows])
+    return train_rows, test_rows
+
+
+# --- input normalisation ----------------------------------------------------------------------------
+
+def channel_histograms(x: h5py.Dataset | np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(3, 256) counts of each grey level per colour channel over all variants of the given clips."""
+    histograms = np.zeros((3, 256), dtype=np.int64)
+    for row in tqdm(rows, desc="input statistics", unit="clip", file=sys.stderr):
+        clip = x[row]                                   # (V, 3, pixels, frames) uint8
+        for channel in range(3):
+            histograms[channel] += np.bincount(clip[:, channel].ravel(), minlength=256)
+    return histograms
+
+
+def mean_std_from_histograms(histograms: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of the pixel values in [0, 1] units.
+
+    The std is floored at one grey level so that a constant channel does not divide by zero.
+    """
+    values = np.arange(256) / 255.0
+    counts = histograms.sum(axis=1)
+    mean = histograms @ values / counts
+    var = histograms @ values**2 / counts - mean**2
+    std = np.maximum(np.sqrt(np.maximum(var, 0.0)), 1 / 255)
+    return mean.tolist(), std.tolist()
+
+
+# --- streaming, shuffled mini-batches ---------------------------------------------------------------
+
+def read_clips(x: h5py.Dataset | np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """All variants of the given clips, (len(rows), V, 3, pixels, frames); rows read in file order."""
+    out = np.empty((len(rows), *x.shape[1:]), dtype=x.dtype)
+    for i, row in enumerate(rows):
+        out[i] = x[row]
+    return out
+
+
+def shuffled_batches(x: h5py.Dataset | np.ndarray, rows: np.ndarray, labels: np.ndarray, batch_size: int,
+                     rng: np.random.Generator, clips_per_buffer: int
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """One epoch over every variant of every clip in `rows`, each sample exactly once.
+
+    Yields (samples (B, 3, pixels, frames) uint8, labels (B,), sample ids (B,) = row * V + variant).
+    Clips are visited in a random order, `clips_per_buffer` at a time; the samples of a buffer (plus
+    the few left over from the previous one) are shuffled and cut into batches of `batch_size`, the
+    last batch of the epoch may be smaller. The next buffer is read by a thread meanwhile.
+    """
+    n_variants = x.shape[1]
+    order = rng.permutation(rows)
+    groups = [np.sort(order[i:i + clips_per_buffer]) for i in range(0, len(order), clips_per_buffer)]
+    carry_x = np.empty((0, *x.shape[2:]), dtype=x.dtype)
+    carry_y = carry_id = np.empty(0, dtype=np.int64)
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(read_clips, x, groups[0]) if groups else None
+        for g, group in enumerate(groups):
+            buffer = pending.result().reshape(-1, *x.shape[2:])       # (clips * V, 3, pixels, frames)
+            if g + 1 < len(groups):
+                pending = reader.submit(read_clips, x, groups[g + 1])
+            buffer_y = np.repeat(labels[group], n_variants)
+            buffer_id = (group[:, None] * n_variants + np.arange(n_variants)).ravel()
+            perm = rng.permutation(len(buffer))
+            if len(carry_y):                                          # top up last buffer's remainder
+                take, perm = perm[:batch_size - len(carry_y)], perm[batch_size - len(carry_y):]
+                carry_x = np.concatenate([carry_x, buffer[take]])
+                carry_y = np.concatenate([carry_y, buffer_y[take]])
+                carry_id = np.concatenate([carry_id, buffer_id[take]])
+                if len(carry_y) < batch_size:
+                    continue
+                yield carry_x, carry_y, carry_id
+            n_full = len(perm) // batch_size * batch_size
+            for start in range(0, n_full, batch_size):
+                batch = perm[start:start + batch_size]
+                yield buffer[batch], buffer_y[batch], buffer_id[batch]
+            rest = perm[n_full:]
+            carry_x, carry_y, carry_id = buffer[rest], buffer_y[rest], buffer_id[rest]
+    if len(carry_y):
+        yield carry_x, carry_y, carry_id
+
+
+def lr_schedule(lr: float, lr_decay: float, min_lr: float, max_epochs: int) -> list[float]:
+    """The learning rate of each epoch: lr, lr * decay, ... while >= min_lr, at most max_epochs."""
+    rates = []
+    while lr >= min_lr and len(rates) < max_epochs:
+        rates.append(lr)
+        lr *= lr_decay
+    return rates
+
+
+# --- device -----------------------------------------------------------------------------------------
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MerflowError(f"train.device is {device!r} but torch sees no CUDA device (use auto or cpu)")
+    return torch.device(device)
+
+
+def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array on the device; on CUDA through pinned memory, so the copy does not wait for
+    the GPU to finish the previous batch."""
+    tensor = torch.from_numpy(array)
+    if device.type == "cuda":
+        tensor = tensor.pin_memory().to(device, non_blocking=True)
+    return tensor
+
+
+def to_device_images(samples: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 clips on the device in channels_last (~2x faster convs for this net, also on CPU); they
+    become float inside the model, so only a quarter of the bytes cross to a GPU."""
+    return to_device(samples, device).contiguous(memory_format=torch.channels_last)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (BatchNorm and the loss stay fp32); fp32 on CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+# --- training and testing ---------------------------------------------------------------------------
+
+def train_one_epoch(model: RCNN, optimizer: torch.optim.Optimizer, batches, n_batches: int,
+                    device: torch.device, description: str) -> tuple[float, float, int]:
+    """Mean loss, accuracy on the training batches (as seen during the epoch) and samples seen."""
+    model.train()
+    loss_sum = torch.zeros((), device=device)     # summed on the device: no GPU sync per batch
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    progress = tqdm(batches, total=n_batches, desc=description, unit="batch", file=sys.stderr)
+    for step, (samples, labels, _) in enumerate(progress, start=1):
+        inputs, targets = to_device_images(samples, device), to_device(labels, device)
+        with autocast(device):
+            logits = model(inputs)
+        loss = F.cross_entropy(logits.float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(labels)
+        correct += (logits.argmax(dim=1) == targets).sum()
+        seen += len(labels)
+        if step % 10 == 0:
+            progress.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.3f}")
+    return loss_sum.item() / seen, correct.item() / seen, seen
+
+
+@torch.inference_mode()
+def predict_clips(model: RCNN, x: h5py.Dataset | np.ndarray, rows: np.ndarray, batch_size: int,
+                  device: torch.device) -> np.ndarray:
+    """Class probabilities (len(rows), C) per clip: the mean of the softmax over the clip's V jitter
+    variants (test-time averaging over the temporal-jitter copies of Sec. II-D)."""
+    model.eval()
+    probabilities = []
+    for row in tqdm(rows, desc="test clips", unit="clip", file=sys.stderr):
+        clip = x[row]                                   # (V, 3, pixels, frames), one HDF5 chunk
+        softmax = []
+        for start in range(0, len(clip), batch_size):
+            with autocast(device):
+                logits = model(to_device_images(clip[start:start + batch_size], device))
+            softmax.append(logits.float().softmax(dim=1))
+        probabilities.append(torch.cat(softmax).mean(dim=0).cpu().numpy())
+    return np.stack(probabilities).astype(np.float64)
+
+
+def predictions_table(test: pd.DataFrame, probabilities: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """One row per test clip: clip_id, subject, true, predicted, then p_<class> for each class."""
+    table = pd.DataFrame({
+        "clip_id": test["clip_id"].to_numpy(),
+        "subject": test["subject"].to_numpy(),
+        "true": [classes[i] for i in test["label_index"]],
+        "predicted": [classes[i] for i in probabilities.argmax(axis=1)],
+    })
+    for c, name in enumerate(classes):
+        table[f"p_{name}"] = probabilities[:, c]
+    return table
+
+
+# --- the stage --------------------------------------------------------------------------------------
+
+def train_fold_stage(tensors_h5: Path, folds_csv: Path, fold: int, out_dir: Path, *, method: str,
+                     maps: int, recurrent_steps: int, batch_size: int, lr: float, lr_decay: float,
+                     min_lr: float, max_epochs: int, momentum: float, weight_decay: float, seed: int,
+                     device: str, threads: int) -> None:
+    """Train on every variant of every clip outside `fold`, test on the clips of `fold`."""
+    started = time.perf_counter()
+    fold = int(fold)                    # Snakemake wildcards arrive as strings
+    params = {"method": method, "fold": fold, "maps": maps, "recurrent_steps": recurrent_steps,
+              "batch_size": batch_size, "lr": lr, "lr_decay": lr_decay, "min_lr": min_lr,
+              "max_epochs": max_epochs, "momentum": momentum, "weight_decay": weight_decay,
+              "seed": seed, "device": device, "threads": threads}
+    if method not in METHODS:
+        raise MerflowError(f"train: unknown method {method!r}, expected one of {METHODS}")
+    rates = lr_schedule(lr, lr_decay, min_lr, max_epochs)
+    if not rates:
+        raise MerflowError(f"train: lr {lr} is below min_lr {min_lr} (or max_epochs is 0): no epoch to run")
+    torch_device = resolve_device(device)
+    torch.set_num_threads(threads)
+    torch.backends.cudnn.benchmark = True
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    out_dir = Path(out_dir)
+    folds = pd.read_csv(folds_csv, dtype={"clip_id": str, "subject": str, "label": str})
+
+    with h5py.File(tensors_h5, "r") as h5:
+        clips = read_clip_table(h5)
+        classes = list(json.loads(h5.attrs["classes"]))
+        x = h5["x"]
+        if x.ndim != 5 or x.shape[2] != 3 or x.dtype != np.uint8 or x.shape[0] != len(clips):
+            raise MerflowError(f"{tensors_h5}: /x must be uint8 (clips, variants, 3, pixels, frames) with "
+                               f"one row per clip id, got {x.dtype} {x.shape} for {len(clips)} clip ids")
+        named = [classes[i] for i in clips["label_index"]]
+        if named != clips["label"].tolist():
+            raise MerflowError(f"{tensors_h5}: /label_index does not match /label under classes {classes}")
+        n_variants, pixels, frames = x.shape[1], x.shape[3], x.shape[4]
+        train_rows, test_rows = split_fold(clips, folds, fold)
+        labels = clips["label_index"].to_numpy()
+
+        mean, std = mean_std_from_histograms(channel_histograms(x, train_rows))
+        config = RCNNConfig(maps=maps, recurrent_steps=recurrent_steps if method == "rcnn" else 0,
+                            n_classes=len(classes), pixels=pixels, frames=frames)
+        model = RCNN(config)
+        model.set_input_normalisation(mean, std)
+        model = model.to(torch_device, memory_format=torch.channels_last)
+        optimizer = torch.optim.SGD(model.parameters(), lr=rates[0], momentum=momentum,
+                                    weight_decay=weight_decay)
+
+        clips_per_buffer = max(1, SHUFFLE_BUFFER_BYTES // (x.dtype.itemsize * math.prod(x.shape[1:])))
+        n_batches = math.ceil(len(train_rows) * n_variants / batch_size)
+        log, train_seconds, train_samples = [], 0.0, 0
+        for epoch, epoch_lr in enumerate(rates, start=1):
+            epoch_started = time.perf_counter()
+            for group in optimizer.param_groups:
+                group["lr"] = epoch_lr
+            batches = shuffled_batches(x, train_rows, labels, batch_size, rng, clips_per_buffer)
+            loss, train_accuracy, seen = train_one_epoch(
+                model, optimizer, batches, n_batches, torch_device,
+                f"{method} fold {fold} epoch {epoch}/{len(rates)}")
+            seconds = time.perf_counter() - epoch_started
+            train_seconds += seconds
+            train_samples += seen
+            log.append({"epoch": epoch, "lr": epoch_lr, "loss": loss, "train_accuracy": train_accuracy,
+                        "seconds": round(seconds, 3)})
+
+        probabilities = predict_clips(model, x, test_rows, batch_size, torch_device)
+
+    predictions = predictions_table(clips.iloc[test_rows], probabilities, classes)
+    y_true, y_pred = clips["label_index"].to_numpy()[test_rows], probabilities.argmax(axis=1)
+    scores = {
+        "accuracy": metrics.accuracy(y_true, y_pred),
+        "uf1": metrics.uf1(y_true, y_pred, len(classes)),
+        "uar": metrics.uar(y_true, y_pred, len(classes)),
+        "confusion": metrics.confusion(y_true, y_pred, len(classes)).tolist(),
+        "classes": classes,
+        "n_test": len(test_rows),
+        "n_train_clips": len(train_rows),
+        "n_train_samples": len(train_rows) * n_variants,
+        "epochs": len(rates),
+        "seconds": round(time.perf_counter() - started, 3),
+        "train_seconds": round(train_seconds, 3),
+        "samples_per_second": round(train_samples / train_seconds, 2),
+        "device": str(torch_device),
+        "method": method,
+        "fold": fold,
+    }
+    checkpoint = {
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": asdict(config),
+        "classes": classes,
+        "normalisation": {"mean": mean, "std": std, "units": "pixel value / 255, per RGB channel"},
+        "params": params,
+        "provenance": provenance("train", params, {"tensors": tensors_h5, "folds": folds_csv}),
+    }
+
+    with atomic_output(out_dir / "model.pt") as tmp:
+        torch.save(checkpoint, tmp)
+    with atomic_output(out_dir / "predictions.csv") as tmp:
+        predictions.to_csv(tmp, index=False, float_format="%.6f")
+    with atomic_output(out_dir / "train_log.csv") as tmp:
+        pd.DataFrame(log).to_csv(tmp, index=False)
+    with atomic_output(out_dir / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(scores, indent=2) + "\n")
+
+
+def load_model(model_pt: Path, device: str = "cpu") -> tuple[RCNN, list[str]]:
+    """The trained model (in eval mode, input normalisation included) and its class names."""
+    checkpoint = torch.load(model_pt, map_location=device, weights_only=True)
+    model = RCNN(RCNNConfig(**checkpoint["config"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(device).eval(), checkpoint["classes"]
