@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import cv2
 import h5py
 import numpy as np
 from tqdm import tqdm
@@ -191,16 +192,42 @@ def jitter_clip(frames: np.ndarray, *, keep_ratios: Sequence[float], kernels: Se
 
 # --- the stage -----------------------------------------------------------------------------------
 
-def tensors_stage(magnified_h5: Path, out_h5: Path, *, crop: float, pixels: int, frames: int,
-                  keep_ratios: Sequence[float], kernels: Sequence[str], seed: int,
-                  classes: list[str]) -> None:
-    """Write tensors.h5: every clip of the magnified clip store cropped and jittered (see module doc)."""
+def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize uint8 (T, H, W, 3) frames to (T, height, width, 3) by area averaging.
+
+    The paper magnifies the aligned faces first and only then resizes them to 3072 px per channel
+    (Sec. II-A: "Firstly, we utilize the motion magnification ... Then, images from an video are
+    resized"): EVM's lambda_c = 16 px cut-off is meant for faces of a few hundred pixels.
+    """
+    if frames.shape[1:3] == (height, width):
+        return frames
+    return np.stack([cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA) for frame in frames])
+
+
+def subtract_onset(frames: np.ndarray) -> np.ndarray:
+    """Every frame minus the clip's first (onset, neutral) frame, offset to mid-grey 128 and clipped.
+
+    Not in the paper: it removes the static face, so that a model cannot tell clips apart by who is
+    in them, only by how the face moves (see README, "Choices the paper leaves open").
+    """
+    return np.clip(frames.astype(np.int16) - frames[:1].astype(np.int16) + 128, 0, 255).astype(np.uint8)
+
+
+def tensors_stage(magnified_h5: Path, out_h5: Path, *, height: int, width: int, crop: float, pixels: int,
+                  frames: int, keep_ratios: Sequence[float], kernels: Sequence[str], seed: int,
+                  classes: list[str], subtract_onset_frame: bool = False) -> None:
+    """Write tensors.h5: every clip of the magnified clip store resized to height x width, cropped and
+    jittered (see module doc)."""
     for kernel in kernels:
         resample_weights(2, 2, kernel)  # fail on an unknown kernel before any work
     if not all(0 < ratio <= 1 for ratio in keep_ratios):
         raise ValueError(f"tensors.keep_ratios must lie in (0, 1], got {list(keep_ratios)}")
-    params = {"crop": crop, "pixels": pixels, "frames": frames, "keep_ratios": list(keep_ratios),
-              "kernels": list(kernels), "seed": seed, "classes": list(classes)}
+    if round(crop * crop * height * width) != pixels:
+        raise ValueError(f"tensors: frames of {height} x {width} do not give pixels = {pixels} with a "
+                         f"{crop:.0%} crop (round(crop^2 * height * width) = {round(crop * crop * height * width)})")
+    params = {"height": height, "width": width, "crop": crop, "pixels": pixels, "frames": frames,
+              "keep_ratios": list(keep_ratios), "kernels": list(kernels), "seed": seed, "classes": list(classes),
+              "subtract_onset_frame": subtract_onset_frame}
     ids = clip_ids(magnified_h5)
     if not ids:
         raise MerflowError(f"{magnified_h5}: the clip store holds no clips")
@@ -224,12 +251,12 @@ def tensors_stage(magnified_h5: Path, out_h5: Path, *, crop: float, pixels: int,
                 raise BadInputError(clip_id, magnified_h5,
                                     f"{len(clip_frames)} frames: keep-ratio {min(keep_ratios)} would select "
                                     f"{shortest}, at least {MIN_SELECTED_FRAMES} are needed")
-            height, width = clip_frames.shape[1:3]
-            if round(crop * crop * height * width) != pixels:
-                raise BadInputError(clip_id, magnified_h5, f"frames of {height} x {width} do not give "
-                                    f"tensors.pixels = {pixels} with a {crop:.0%} crop")
-            x[n] = jitter_clip(clip_frames, keep_ratios=keep_ratios, kernels=kernels, frames_out=frames,
-                               crop=crop, pixels=pixels, rng=clip_rng(seed, clip_id))
+            clip_frames = resize_frames(clip_frames, height, width)
+            if subtract_onset_frame:
+                clip_frames = subtract_onset(clip_frames)
+            x[n] = jitter_clip(clip_frames, keep_ratios=keep_ratios,
+                               kernels=kernels, frames_out=frames, crop=crop, pixels=pixels,
+                               rng=clip_rng(seed, clip_id))
             clip_id_written.append(clip_id)
             clip_subject.append(str(attrs["subject"]))
             clip_label.append(str(attrs["label"]))

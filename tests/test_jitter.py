@@ -17,6 +17,8 @@ from pipeline.jitter import (
     clip_rng,
     jitter_clip,
     resample_weights,
+    resize_frames,
+    subtract_onset,
     tensors_stage,
 )
 
@@ -148,8 +150,8 @@ def test_jitter_is_reproducible_per_clip_and_seed():
 
 # --- tensors stage -------------------------------------------------------------------------------
 
-TINY = {"crop": 0.8, "pixels": 51, "frames": 6, "keep_ratios": [1.0, 0.5], "kernels": ["nearest", "lanczos3"],
-        "seed": 3, "classes": CLASSES}  # 10 x 8 frames: round(0.64 * 80) = 51 pixels
+TINY = {"height": 10, "width": 8, "crop": 0.8, "pixels": 51, "frames": 6, "keep_ratios": [1.0, 0.5],
+        "kernels": ["nearest", "lanczos3"], "seed": 3, "classes": CLASSES}  # round(0.64 * 10 * 8) = 51 pixels
 
 
 def write_store(path, clips: dict[str, tuple[int, str, str]]) -> dict[str, np.ndarray]:
@@ -188,7 +190,7 @@ def test_tensors_stage_layout_values_and_provenance(tmp_path):
 
     prov = read_provenance(out)
     assert prov["stage"] == "tensors"
-    assert prov["params"] == TINY
+    assert prov["params"] == {**TINY, "subtract_onset_frame": False}
     assert prov["inputs"]["magnified"]["path"] == str(tmp_path / "magnified.h5")
     assert prov["inputs"]["magnified"]["sha256"] == file_sha256(tmp_path / "magnified.h5")
 
@@ -220,7 +222,34 @@ def test_a_label_outside_the_classes_fails_naming_the_clip(tmp_path):
         tensors_stage(tmp_path / "magnified.h5", tmp_path / "tensors.h5", **{**TINY, "classes": ["a", "b"]})
 
 
-def test_frames_of_the_wrong_size_fail_naming_the_clip(tmp_path):
-    write_store(tmp_path / "magnified.h5", {"sub04_EP01": (10, "s4", "others")})  # 10 x 8, not 64 x 48
-    with pytest.raises(BadInputError, match="sub04_EP01.*10 x 8.*1966"):
+def test_pixels_that_do_not_match_the_frame_size_fail_before_any_work(tmp_path):
+    write_store(tmp_path / "magnified.h5", {"sub04_EP01": (10, "s4", "others")})
+    with pytest.raises(ValueError, match="10 x 8 do not give pixels = 1966"):
         tensors_stage(tmp_path / "magnified.h5", tmp_path / "tensors.h5", **{**TINY, "pixels": 1966})
+    assert not (tmp_path / "tensors.h5").exists()
+
+
+def test_magnified_frames_are_resized_by_area_averaging_before_the_crop(tmp_path):
+    """The paper magnifies at the aligned size and resizes afterwards (Sec. II-A): a 20 x 16 store gives
+    the tensors of its 2 x 2 block means."""
+    big = random_clip(12, height=20, width=16, seed=7)
+    with open_h5_for_write(tmp_path / "magnified.h5") as h5:
+        write_clip(h5, "sub05_EP01", big, {"subject": "sub05", "emotion": "others", "label": "others",
+                                           "label_index": 3, "onset": 0, "apex": 6, "offset": 11, "fps": 200.0})
+    tensors_stage(tmp_path / "magnified.h5", tmp_path / "tensors.h5", **TINY)
+    blocks = big.reshape(12, 10, 2, 8, 2, 3).astype(np.float64).mean(axis=(2, 4))
+    small = resize_frames(big, 10, 8)
+    assert small.shape == (12, 10, 8, 3)
+    assert np.abs(small - blocks).max() <= 0.5 + 1e-9  # area averaging, rounded to uint8
+    expected = jitter_clip(small, keep_ratios=[1.0, 0.5], kernels=["nearest", "lanczos3"], frames_out=6, crop=0.8,
+                           pixels=51, rng=clip_rng(3, "sub05_EP01"))
+    with h5py.File(tmp_path / "tensors.h5", "r") as h5:
+        np.testing.assert_array_equal(h5["x"][0], expected)
+
+
+def test_subtracting_the_onset_frame_keeps_only_the_change_around_mid_grey():
+    clip = random_clip(5, height=4, width=3, seed=11)
+    moved = subtract_onset(clip)
+    assert (moved[0] == 128).all()
+    expected = np.clip(clip.astype(int) - clip[:1].astype(int) + 128, 0, 255)
+    np.testing.assert_array_equal(moved, expected)

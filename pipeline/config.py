@@ -1,0 +1,91 @@
+"""params.yaml: loading, schema validation, and the exact params each stage reads.
+
+`stage_params` is the one place that says which keys a stage depends on. The Snakemake rules pass its
+result as `params:` (so changing a key reruns exactly the stages that read it) and the `merflow stage`
+command that DVC runs calls the same function, so both runners give a stage the same arguments.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from pipeline.errors import ParamsError
+from pipeline.paths import SYNTH_DIR
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "params.schema.yaml"
+STAGES = ("synth", "index", "align", "magnify", "tensors", "folds", "train")  # stages that read params
+
+
+def load_params(*paths: str | os.PathLike) -> dict:
+    """Read params files, later ones overriding earlier ones key by key, and validate the result."""
+    params: dict = {}
+    for path in paths:
+        with open(path) as handle:
+            deep_update(params, yaml.safe_load(handle) or {})
+    validate_params(params)
+    return params
+
+
+def deep_update(base: dict, override: Mapping) -> dict:
+    """Merge `override` into `base` recursively (how Snakemake merges --configfile overlays)."""
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), Mapping):
+            deep_update(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def validate_params(params: Mapping) -> None:
+    with open(SCHEMA_PATH) as handle:
+        schema = yaml.safe_load(handle)
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(params), key=lambda e: list(e.path))
+    if errors:
+        lines = [f"{'.'.join(map(str, e.path)) or '(top level)'}: {e.message}" for e in errors]
+        raise ParamsError("params do not match workflow/schemas/params.schema.yaml:\n  " + "\n  ".join(lines))
+    for name in params["datasets"]:
+        if name not in params["dataset"]:
+            raise ParamsError(f"datasets: '{name}' has no entry under `dataset:`")
+        entry = params["dataset"][name]
+        synth_root = SYNTH_DIR.format(layout=entry["layout"])
+        if entry.get("synthetic") and os.path.normpath(entry["root"]) != synth_root:
+            raise ParamsError(f"dataset.{name}: a synthetic dataset is generated at {synth_root}, "
+                              f"but root is {entry['root']}")
+        mapping = params["dataset"][name]["mapping"]
+        if mapping not in params["mappings"]:
+            raise ParamsError(f"dataset.{name}.mapping: '{mapping}' is not a key of `mappings:`")
+        classes = params["mappings"][mapping]["classes"]
+        unknown = set(params["mappings"][mapping]["emotions"].values()) - set(classes)
+        if unknown:
+            raise ParamsError(f"mappings.{mapping}.emotions maps to {sorted(unknown)}, not in its classes {classes}")
+
+
+def classes_of(params: Mapping, ds: str) -> list[str]:
+    return list(params["mappings"][params["dataset"][ds]["mapping"]]["classes"])
+
+
+def stage_params(params: Mapping, stage: str, ds: str | None = None, method: str | None = None) -> dict[str, Any]:
+    """The keyword arguments a stage function is called with: exactly the params it depends on."""
+    if stage == "synth":
+        return dict(params["synth"])
+    if stage == "index":
+        entry, mapping = params["dataset"][ds], params["mappings"][params["dataset"][ds]["mapping"]]
+        return {"dataset": ds, "layout": entry["layout"], "root": entry["root"], "fps": entry["fps"],
+                "emotions": dict(mapping["emotions"]), "classes": list(mapping["classes"]),
+                "on_bad_clip": params["index"]["on_bad_clip"]}
+    if stage in ("align", "magnify"):
+        return dict(params[stage])
+    if stage == "tensors":
+        return {**params["tensors"], "classes": classes_of(params, ds)}
+    if stage == "folds":
+        return dict(params["folds"])
+    if stage == "train":
+        return {**params["train"], "method": method}
+    raise ValueError(f"unknown stage '{stage}'; stages are {', '.join(STAGES)}")

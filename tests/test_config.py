@@ -1,0 +1,47 @@
+"""params.yaml and its schema: the defaults validate, bad params are refused with a message naming the key."""
+
+import copy
+
+import pytest
+import yaml
+
+from pipeline.config import load_params, stage_params, validate_params
+from pipeline.errors import ParamsError
+
+DEFAULTS = load_params("params.yaml")
+
+
+def broken(change):
+    params = copy.deepcopy(DEFAULTS)
+    change(params)
+    return params
+
+
+@pytest.mark.parametrize("change, where", [
+    (lambda p: p["train"].__setitem__("learning_rate", 0.1), "train"),                 # unknown key
+    (lambda p: p["train"].__setitem__("maps", "32"), "train.maps"),                     # wrong type
+    (lambda p: p["magnify"].__setitem__("alpha", -1), "magnify.alpha"),                 # alpha < 0
+    (lambda p: p["tensors"]["kernels"].append("gaussian"), "tensors.kernels"),          # no such kernel
+    (lambda p: p.__setitem__("datasets", ["smic"]), "smic"),                            # no dataset entry
+    (lambda p: p["mappings"]["paper4"]["emotions"].__setitem__("joy", "happy"), "happy"),  # class not in classes
+    (lambda p: p["dataset"]["casme2"].__setitem__("root", "elsewhere"), "synthetic"),   # synthetic root moved
+])
+def test_bad_params_are_refused_naming_the_key(change, where):
+    with pytest.raises(ParamsError, match=where):
+        validate_params(broken(change))
+
+
+def test_overlays_merge_key_by_key(tmp_path):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"train": {"maps": 4}}))
+    params = load_params("params.yaml", overlay)
+    assert params["train"]["maps"] == 4
+    assert params["train"]["lr"] == DEFAULTS["train"]["lr"]
+
+
+def test_stage_params_name_exactly_what_a_stage_reads():
+    assert stage_params(DEFAULTS, "magnify") == DEFAULTS["magnify"]
+    assert stage_params(DEFAULTS, "tensors", ds="casme2")["classes"] == ["positive", "negative", "surprise", "others"]
+    index = stage_params(DEFAULTS, "index", ds="casme2")
+    assert index["emotions"]["repression"] == "others" and index["fps"] == 200
+    assert stage_params(DEFAULTS, "train", method="cnn")["method"] == "cnn"

@@ -1,0 +1,110 @@
+"""End to end: the real Snakemake workflow on the tiny config, then a no-op rerun, then a training-param change.
+
+One run of the whole DAG (synth → index → align → magnify → tensors → folds → train ×5 → aggregate → report)
+in a temporary working directory; the assertions read Snakemake's own job summary, not timings.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = REPO / "tests" / "tiny.yaml"
+TARGETS = ["results/table2.csv", "results/report.html"]
+
+
+def snakemake(workdir: Path, *targets: str, configfiles: tuple[Path, ...] = (TINY,),
+              timeout: int = 600) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+               str(workdir), "--cores", "2", "--configfile", *map(str, configfiles), "--", *targets]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def finished_jobs(output: str) -> dict[str, int]:
+    """Jobs Snakemake reports as finished ('Finished jobid: N (Rule: NAME)'), counted per rule."""
+    counts: dict[str, int] = {}
+    for rule in re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", output):
+        counts[rule] = counts.get(rule, 0) + 1
+    return counts
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Snakemake's 'Job stats' table: rule name -> number of jobs it plans to run."""
+    counts: dict[str, int] = {}
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "Job stats:")
+    for line in lines[start + 3:]:
+        match = re.fullmatch(r"\s*(\w+)\s+(\d+)\s*", line)
+        if not match or match.group(1) == "total":
+            break
+        counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("e2e")
+    result = snakemake(workdir, *TARGETS)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return workdir, result
+
+
+def test_whole_pipeline_writes_every_artifact(tiny_run):
+    workdir, result = tiny_run
+    # The folds rule is a checkpoint, so the training jobs join the DAG during the run: count finished jobs.
+    counts = finished_jobs(result.stdout + result.stderr)
+    assert counts == {"synth": 1, "index": 1, "align": 1, "magnify": 1, "tensors": 1, "folds": 1, "train": 5,
+                      "aggregate": 1, "report": 1}
+    data = workdir / "data" / "casme2"
+    for name in ("index.csv", "excluded.csv", "aligned.h5", "magnified.h5", "tensors.h5", "folds/kfold5.csv"):
+        assert (data / name).is_file(), name
+    assert len(list((data / "align_qc").glob("*.png"))) == 20
+    index = pd.read_csv(data / "index.csv")
+    assert len(index) == 20 and index["subject"].nunique() == 5
+    assert set(index["label"]) == {"positive", "negative", "surprise", "others"}
+    with h5py.File(data / "tensors.h5", "r") as h5:
+        assert h5["x"].shape == (20, 4, 3, 1966, 30)   # 2 keep-ratios x 2 kernels in the tiny config
+        assert h5.attrs["stage"] == "tensors"
+    for fold in range(5):
+        fold_dir = workdir / "results" / "casme2" / "kfold5" / "rcnn" / f"fold{fold}"
+        for name in ("model.pt", "predictions.csv", "metrics.json", "train_log.csv"):
+            assert (fold_dir / name).is_file(), f"fold{fold}/{name}"
+    table = pd.read_csv(workdir / "results" / "table2.csv")
+    row = table.iloc[0]
+    assert (row["method"], row["dataset"], row["protocol"], row["folds"]) == ("rcnn", "casme2", "kfold5", 5)
+    assert row["data"] == "synthetic" and row["paper_accuracy"] == pytest.approx(0.658)
+    assert 0 <= row["accuracy_mean"] <= 1 and row["accuracy_std"] >= 0
+    page = (workdir / "results" / "report.html").read_text()
+    assert "Table 2" in page and page.count("<img") >= 3
+    for rule in ("synth", "index", "align", "magnify", "tensors", "aggregate", "report"):
+        assert list((workdir / "logs").rglob(f"{rule}*")), f"no log for {rule}"
+
+
+def test_second_run_does_nothing(tiny_run):
+    workdir, _ = tiny_run
+    result = snakemake(workdir, *TARGETS)
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_changing_a_training_param_reruns_only_training_and_aggregation(tiny_run, tmp_path):
+    workdir, _ = tiny_run
+    changed = tmp_path / "changed.yaml"
+    tiny = yaml.safe_load(TINY.read_text())
+    changed.write_text(yaml.safe_dump({"train": {**tiny["train"], "lr": 0.002}}))
+    result = snakemake(workdir, *TARGETS, configfiles=(TINY, changed))
+    assert result.returncode == 0, result.stderr[-4000:]
+    planned = job_counts(result.stdout + result.stderr)
+    assert {rule for rule, n in planned.items() if n} == {"train", "aggregate", "report"}
+    assert planned["train"] == 5
+    assert finished_jobs(result.stdout + result.stderr) == {"train": 5, "aggregate": 1, "report": 1}

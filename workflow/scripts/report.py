@@ -1,0 +1,6 @@
+# Snakemake script for rule report: a thin call into pipeline.report.
+from pipeline.report import report_stage
+from pipeline.runner import run_logged
+
+run_logged(snakemake.log[0], report_stage, snakemake.input.table, snakemake.input.metrics,
+           snakemake.input.predictions, snakemake.input.align_qc, snakemake.input.magnify_qc, snakemake.output.report)
