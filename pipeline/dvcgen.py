@@ -60,23 +60,23 @@ def dvc_stages(params: Mapping) -> dict:
                                 "deps": [paths.MAGNIFIED.format(ds="${key}"), *code_deps("tensors")],
                                 "params": ["tensors", "mappings.${item.mapping}.classes"],
                                 "outs": [paths.TENSORS.format(ds="${key}")]}}
-    stages["folds"] = {"matrix": {"ds": names, "protocol": list(params["protocols"])}, "do": {
-        "cmd": "merflow stage folds --dataset ${item.ds} --protocol ${item.protocol}",
-        "deps": [paths.INDEX.format(ds="${item.ds}"), *code_deps("folds")],
-        "params": ["folds"],
-        "outs": [paths.FOLDS.format(ds="${item.ds}", protocol="${item.protocol}")]}}
+    # A matrix stage keeps cmd, deps, params and outs beside its matrix (foreach puts them under `do`).
+    stages["folds"] = {"matrix": {"ds": names, "protocol": list(params["protocols"])},
+                       "cmd": "merflow stage folds --dataset ${item.ds} --protocol ${item.protocol}",
+                       "deps": [paths.INDEX.format(ds="${item.ds}"), *code_deps("folds")],
+                       "params": ["folds"],
+                       "outs": [paths.FOLDS.format(ds="${item.ds}", protocol="${item.protocol}")]}
     fold_dir = paths.FOLD_DIR.format(ds="${item.ds}", protocol="${item.protocol}", method="${item.method}",
                                      fold="${item.fold}")
     stages["train"] = {"matrix": {"ds": names, "protocol": list(params["protocols"]),
                                   "method": list(params["methods"]), "fold": list(range(params["folds"]["k"]))},
-                       "do": {"cmd": "merflow stage train --dataset ${item.ds} --protocol ${item.protocol} "
-                                     "--method ${item.method} --fold ${item.fold}",
-                              "deps": [paths.TENSORS.format(ds="${item.ds}"),
-                                       paths.FOLDS.format(ds="${item.ds}", protocol="${item.protocol}"),
-                                       *code_deps("train")],
-                              "params": ["train"],
-                              "outs": [f"{fold_dir}/{name}" for name in
-                                       ("model.pt", "predictions.csv", "metrics.json", "train_log.csv")]}}
+                       "cmd": "merflow stage train --dataset ${item.ds} --protocol ${item.protocol} "
+                              "--method ${item.method} --fold ${item.fold}",
+                       "deps": [paths.TENSORS.format(ds="${item.ds}"),
+                                paths.FOLDS.format(ds="${item.ds}", protocol="${item.protocol}"), *code_deps("train")],
+                       "params": ["train"],
+                       "outs": [f"{fold_dir}/{name}" for name in
+                                ("model.pt", "predictions.csv", "metrics.json", "train_log.csv")]}
     metrics = [f"{paths.FOLD_DIR}/metrics.json".format(ds=ds, protocol=protocol, method=method, fold=fold)
                for ds, protocol, method, fold in itertools.product(
                    names, params["protocols"], params["methods"], range(params["folds"]["k"]))]

@@ -3,9 +3,8 @@ stages have the Snakemake rules' names, inputs and outputs (so the two runners c
 
 from __future__ import annotations
 
-import csv
-import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 import yaml
 
 from pipeline.config import load_params
-from pipeline.dvcgen import dvc_yaml
+from pipeline.dvcgen import dvc_stages, dvc_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "tests" / "tiny.yaml"
@@ -59,23 +58,53 @@ def test_dvc_repro_runs_the_pipeline_and_records_it(dvc_repo):
     assert again.returncode == 0 and "Running stage" not in again.stdout
 
 
-def test_dvc_stages_mirror_the_snakemake_rules(dvc_repo):
-    """Every file Snakemake would make is made by the DVC stage of the same name, from the same inputs."""
-    repo, _ = dvc_repo
-    from dvc.repo import Repo
+def snakemake_rules(workdir: Path) -> dict[str, tuple[set[str], set[str]]]:
+    """rule -> (inputs, outputs) as Snakemake's --filegraph shows them, wildcards written {name}."""
+    result = run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+                  str(workdir), "--configfile", str(workdir / "params.yaml"), "--filegraph"], workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rules = {}
+    for node in result.stdout.split('<font point-size="18">')[1:]:
+        name = node[:node.index("<")]
+        inputs, _, outputs = node.partition("output &rarr;")
+        rules[name] = tuple({_normalise(f) for f in re.findall(r'<font face="monospace">(.*?)</font>', part)}
+                            for part in (inputs, outputs))
+    return rules
 
-    with Repo(str(repo)) as dvc:
-        stages = {out.def_path: stage for stage in dvc.index.stages for out in stage.outs}
-        dvc_deps = {stage.addressing: {dep.def_path for dep in stage.deps} for stage in dvc.index.stages}
-    summary = run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-                   str(repo), "--configfile", str(repo / "params.yaml"), "--detailed-summary"], repo)
-    assert summary.returncode == 0, summary.stderr[-3000:]
-    rows = list(csv.DictReader(io.StringIO(summary.stdout[summary.stdout.index("output_file"):]), delimiter="\t"))
-    assert len(rows) > 20
-    for row in rows:
-        output = row["output_file"]
-        assert output in stages, f"no DVC stage makes {output} (Snakemake rule {row['rule']})"
-        stage = stages[output]
-        assert stage.addressing.split("@")[0] == row["rule"], output
-        inputs = {os.path.relpath(p, REPO) if os.path.isabs(p) else p for p in row["input-file(s)"].split(",") if p}
-        assert inputs == dvc_deps[stage.addressing], f"{stage.addressing}: inputs differ"
+
+def _normalise(path: str) -> str:
+    path = re.sub(r"\{(\w+),[^}]*\}", r"{\1}", path)            # {ds,[A-Za-z0-9_]+} -> {ds}
+    return os.path.relpath(path, REPO) if os.path.isabs(path) else path
+
+
+INPUT_FUNCTION = "&lt;input function&gt;"  # how --filegraph shows an input computed by a function
+
+
+def _placeholders(path: str, wildcard: str) -> str:
+    for field in ("ds", "protocol", "method", "fold"):
+        path = path.replace(f"${{item.{field}}}", f"{{{field}}}")
+    return path.replace("${item}", f"{{{wildcard}}}").replace("${key}", "{ds}")
+
+
+def dvc_rules(params: dict) -> dict[str, tuple[set[str], set[str]]]:
+    """stage -> (deps, outs) of the generated dvc.yaml, ${item...} placeholders written {name}; deps that
+    Snakemake computes with an input function (a dataset's root, the per-fold results) are left out."""
+    rules = {}
+    for name, stage in dvc_stages(params)["stages"].items():
+        body = stage.get("do", stage)
+        wildcard = "layout" if name == "synth" else "ds"
+        computed = {d for d in body["deps"] if d == "${item.root}" or re.match(r"results/.*/fold\d+/", d)}
+        deps = {_placeholders(d, wildcard) for d in body["deps"] if d not in computed}
+        rules[name] = (deps, {_placeholders(o, wildcard) for o in body["outs"]})
+    return rules
+
+
+def test_dvc_stages_mirror_the_snakemake_rules(dvc_repo):
+    """Same stage names as the rules, and each stage the same inputs and outputs as its rule."""
+    repo, _ = dvc_repo
+    snakemake = snakemake_rules(repo)
+    dvc = dvc_rules(yaml.safe_load((repo / "params.yaml").read_text()))
+    assert set(snakemake) - {"all"} == set(dvc)
+    for name, (deps, outs) in dvc.items():
+        inputs, outputs = snakemake[name]
+        assert (deps, outs) == (inputs - {INPUT_FUNCTION}, outputs), f"stage {name} differs from its Snakemake rule"
