@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(SNAKEMAKE) --configfile workflow/configs/demo.yaml results/table2.csv results/report.html
+	$(SNAKEMAKE) --configfile workflow/configs/demo.yaml -- results/table2.csv results/report.html
 	@echo
 	@column -s, -t < results/table2.csv
 	@echo
