@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 # Snakemake: use every core; the demo overlays a smaller model on params.yaml.
-SNAKEMAKE := snakemake --cores all --printshellcmds --show-failed-logs
+SNAKEMAKE := snakemake --cores all --show-failed-logs
 
 .PHONY: install demo test lint bench dvc-yaml clean
 

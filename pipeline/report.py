@@ -132,6 +132,14 @@ def confusion_figure(predictions: pd.DataFrame, classes: list[str], title: str) 
     return _png(fig)
 
 
+def one_clip_per_subject(pngs: list[Path]) -> list[Path]:
+    """The first QC image of each subject (clip ids start with the subject: sub01_EP02_01f)."""
+    seen: dict[str, Path] = {}
+    for png in pngs:
+        seen.setdefault(png.stem.split("_")[0], png)
+    return list(seen.values())
+
+
 def report_stage(table_csv: str | os.PathLike, metrics_paths: Sequence[str], prediction_paths: Sequence[str],
                  align_qc_dirs: Sequence[str], magnify_qc_dirs: Sequence[str], out_html: str | os.PathLike,
                  qc_examples: int = 4) -> None:
@@ -156,7 +164,7 @@ def report_stage(table_csv: str | os.PathLike, metrics_paths: Sequence[str], pre
     for title, dirs in (("Alignment QC", align_qc_dirs), ("EVM before / after", magnify_qc_dirs)):
         parts.append(f"<h2>{title}</h2>")
         for qc_dir in dirs:
-            for png in sorted(Path(qc_dir).glob("*.png"))[:qc_examples]:
+            for png in one_clip_per_subject(sorted(Path(qc_dir).glob("*.png")))[:qc_examples]:
                 parts.append(f"<figure>{_img(_file_png(png), png.stem, 360)}<figcaption>{html.escape(png.stem)}"
                              "</figcaption></figure>")
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>merflow report</title><style>"
