@@ -23,7 +23,8 @@ demo: install
 	@echo
 	@column -s, -t < results/table2.csv
 	@echo
-	@echo "Table 2: results/table2.csv   report: results/report.html   artifacts: data/   logs: logs/"
+	@echo "Table 2: results/table2.csv   report: results/report.html (figures: results/figures/)   artifacts: data/   logs: logs/"
+	@echo "Predict on a new video: .venv/bin/merflow predict VIDEO_OR_FRAME_DIR --model results/casme2/kfold5/rcnn/fold0/model.pt"
 
 test: install
 	$(BIN)/pytest -q
@@ -32,8 +33,22 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/snakemake --lint
 
-bench: install
+# The EVM peers live in their own venv, never in merflow's. pyeulervid needs Python >= 3.12: the
+# first one found is used (set BENCH_PYTHON to choose); vidmag is built without its CUDA extension.
+BENCH_VENV := .venv-bench
+BENCH_PYTHON ?= $(shell for p in python3.13 python3.12 $(wildcard $(HOME)/.pyenv/versions/3.1[2-9]*/bin/python3); \
+	do $$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && echo $$p && break; done)
+
+bench: install $(BENCH_VENV)/.installed
 	$(BIN)/python bench/evm.py
+
+$(BENCH_VENV)/.installed: bench/requirements-peers.txt
+	@test -n "$(BENCH_PYTHON)" || { echo "make bench: no Python >= 3.12 found for pyeulervid; set BENCH_PYTHON"; exit 1; }
+	$(BENCH_PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet -r bench/requirements-peers.txt
+	CUDACXX=/nonexistent $(BENCH_VENV)/bin/pip install --quiet --no-deps vidmag==0.2.0
+	touch $@
 
 dvc-yaml: install
 	$(BIN)/merflow dvc-yaml

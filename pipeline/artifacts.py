@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -51,6 +52,27 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Like `atomic_output`, for a directory: fill a temporary one, swap it in only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    os.chmod(tmp, 0o755)                 # mkdtemp makes it 0700
+    if target.exists():                  # rename() cannot replace a non-empty directory: move it aside
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        os.replace(target, old / "previous")
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+
+
 def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 22) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -76,7 +98,8 @@ def params_sha256(params: Mapping[str, Any]) -> str:
 
 
 def provenance(stage: str, params: Mapping[str, Any], inputs: Mapping[str, str | os.PathLike]) -> dict:
-    """What made an artifact: stage name, params, their hash, code version and input checksums."""
+    """What made an artifact: stage name, params, their hash, code version, input checksums, and the
+    params of every stage upstream of it (`upstream_params`)."""
     return {
         "stage": stage,
         "merflow_version": __version__,
@@ -84,7 +107,24 @@ def provenance(stage: str, params: Mapping[str, Any], inputs: Mapping[str, str |
         "params_sha256": params_sha256(params),
         "inputs": canonical_json({name: {"path": os.fspath(p), "sha256": file_sha256(p)}
                                   for name, p in inputs.items()}),
+        "upstream": canonical_json(upstream_params(inputs)),
     }
+
+
+def upstream_params(inputs: Mapping[str, str | os.PathLike]) -> dict[str, Any]:
+    """{stage: params} of the stages that made the HDF5 inputs, and of those upstream of them.
+
+    Carried from artifact to artifact, so that a trained model.pt knows the align, magnify and tensors
+    params its input was made with (`merflow predict` preprocesses a new video the same way)."""
+    upstream: dict[str, Any] = {}
+    for path in inputs.values():
+        if not (os.path.isfile(path) and h5py.is_hdf5(path)):
+            continue
+        prov = read_provenance(path)
+        if "stage" in prov and "params" in prov:
+            upstream.update(prov.get("upstream", {}))
+            upstream[prov["stage"]] = prov["params"]
+    return upstream
 
 
 def write_provenance(h5: h5py.File, prov: Mapping[str, str]) -> None:
@@ -95,7 +135,7 @@ def write_provenance(h5: h5py.File, prov: Mapping[str, str]) -> None:
 def read_provenance(path: str | os.PathLike) -> dict:
     with h5py.File(path, "r") as h5:
         prov = {key: _attr(value) for key, value in h5.attrs.items()}
-    for key in ("params", "inputs"):
+    for key in ("params", "inputs", "upstream"):
         if key in prov:
             prov[key] = json.loads(prov[key])
     return prov

@@ -1,4 +1,5 @@
-"""The `merflow` command: generate demo data, run one stage, write dvc.yaml, inspect artifacts."""
+"""The `merflow` command: generate demo data, run one stage, write dvc.yaml, inspect artifacts,
+predict on a new video."""
 
 from __future__ import annotations
 
@@ -18,15 +19,44 @@ def _load(params_files: Sequence[str]) -> dict:
 
 def cmd_synth(args: argparse.Namespace) -> None:
     from pipeline.config import stage_params
-    from pipeline.datasets.synth import generate_casme2
+    from pipeline.datasets.synth_layouts import generate_synthetic
     from pipeline.paths import SYNTH_DIR
     kwargs = stage_params(_load(args.params), "synth")
-    for key in ("seed", "subjects", "clips_per_subject", "amplitude_px"):
+    for key in ("seed", "subjects", "clips_per_subject", "frames_min", "frames_max", "amplitude_px"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
     out = Path(args.out or SYNTH_DIR.format(layout=args.layout))
-    generate_casme2(out, **kwargs)
+    generate_synthetic(args.layout, out, **kwargs)
     print(f"wrote a synthetic {args.layout} dataset to {out}")
+
+
+def cmd_check_dataset(args: argparse.Namespace) -> int:
+    """Every problem of a dataset tree at once (the index stage's checks); exit status 1 if any."""
+    from collections import Counter
+
+    from pipeline.index import check_dataset
+    params = _load(args.params)
+    if args.mapping not in params["mappings"]:
+        raise MerflowError(f"--mapping {args.mapping!r} is not a key of `mappings:` ({', '.join(params['mappings'])})")
+    mapping = params["mappings"][args.mapping]
+    records, problems, left_out = check_dataset(Path(args.path), layout=args.layout, emotions=mapping["emotions"],
+                                                classes=mapping["classes"], variant=args.variant)
+    bad = {problem.clip_id for problem in problems}
+    good = [record for record in records if record["clip_id"] not in bad]
+    classes = Counter(record["label"] for record in good)
+    print(f"{args.path} ({args.layout}, mapping {args.mapping}): {len(good)} good clips from "
+          f"{len({r['subject'] for r in good})} subjects; "
+          + ", ".join(f"{name} {classes.get(name, 0)}" for name in mapping["classes"]))
+    if left_out:
+        print(f"{len(left_out)} clips left out by the mapping: "
+              + ", ".join(f"{e} {n}" for e, n in sorted(Counter(p.reason.split("'")[1] for p in left_out).items())))
+    if problems:
+        print(f"{len(problems)} problem(s) in {len(bad)} clip(s):")
+        for problem in problems:
+            print(f"  - {problem}")
+        return 1
+    print("no problems")
+    return 0
 
 
 def cmd_stage(args: argparse.Namespace) -> None:
@@ -47,6 +77,27 @@ def cmd_dvc_yaml(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+def cmd_predict(args: argparse.Namespace) -> None:
+    from pipeline.predict import format_prediction, predict
+    result = predict(args.input, args.model, _load(args.params) if args.params else None, fps=args.fps)
+    print(json.dumps(result, indent=2) if args.json else format_prediction(result))
+
+
+def _inspect_model(path: Path) -> None:
+    """model.pt: what the network is, what it was trained on and with, and its provenance."""
+    from pipeline.predict import load_checkpoint
+    checkpoint = load_checkpoint(path)
+    n_weights = sum(int(t.numel()) for t in checkpoint["state_dict"].values())
+    print(f"{path}")
+    print(f"  model: {json.dumps(checkpoint['config'])} ({n_weights} numbers in the state dict)")
+    print(f"  classes: {json.dumps(checkpoint['classes'])}")
+    if "normalisation" in checkpoint:
+        print(f"  normalisation: {json.dumps(checkpoint['normalisation'])}")
+    print(f"  params: {json.dumps(checkpoint.get('params', {}))}")
+    for key, value in checkpoint["provenance"].items():
+        print(f"  {key}: {value}")
+
+
 def cmd_inspect(args: argparse.Namespace) -> None:
     import h5py
 
@@ -54,6 +105,9 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     path = Path(args.artifact)
     if not path.is_file():
         raise MerflowError(f"{path}: no such file")
+    if path.suffix == ".pt":
+        _inspect_model(path)
+        return
     try:
         provenance = read_provenance(path)
     except OSError as error:
@@ -72,24 +126,44 @@ def cmd_inspect(args: argparse.Namespace) -> None:
                 print(f"  /{name}: {item.shape} {item.dtype}")
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Per stage: the artifact, its params and inputs, and whether it is up to date; exit 1 if any is
+    stale or missing."""
+    from pipeline.audit import MISSING, STALE, audit_json, audit_pipeline, format_audit
+    results = audit_pipeline(_load(args.params))
+    print(audit_json(results) if args.json else format_audit(results, verbose=not args.brief))
+    return 1 if any(r.status in (STALE, MISSING) for r in results) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="merflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     params_help = "params files, later ones overriding earlier ones (default: params.yaml)"
 
     synth = sub.add_parser("synth", help="generate a synthetic dataset in a real dataset's layout")
-    synth.add_argument("--layout", default="casme2", choices=["casme2"])
+    synth.add_argument("--layout", default="casme2", choices=["casme2", "casme", "smic", "samm"])
     synth.add_argument("--out", help="output folder (default: data/synthetic/LAYOUT)")
     synth.add_argument("--params", nargs="+", default=["params.yaml"], help=params_help)
     synth.add_argument("--seed", type=int)
     synth.add_argument("--subjects", type=int)
     synth.add_argument("--clips-per-subject", type=int)
+    synth.add_argument("--frames-min", type=int)
+    synth.add_argument("--frames-max", type=int)
     synth.add_argument("--amplitude-px", type=float)
     synth.set_defaults(func=cmd_synth)
 
+    check = sub.add_parser("check-dataset", help="report every problem of a dataset tree (the index stage's "
+                                                 "checks); exit status 1 if there are any")
+    check.add_argument("path", help="the dataset's root folder")
+    check.add_argument("--layout", required=True, choices=["casme2", "casme", "smic", "samm"])
+    check.add_argument("--mapping", default="paper4", help="key of `mappings:` in the params (default: paper4)")
+    check.add_argument("--variant", help="casme2: raw or cropped; smic: HS, VIS or NIR")
+    check.add_argument("--params", nargs="+", default=["params.yaml"], help=params_help)
+    check.set_defaults(func=cmd_check_dataset)
+
     stage = sub.add_parser("stage", help="run one pipeline stage (what each DVC stage runs)")
     stage.add_argument("name", choices=["synth", "index", "align", "magnify", "tensors", "folds", "train",
-                                        "aggregate", "report"])
+                                        "lbptop", "lbpsip", "tics", "mdmo", "pretrained_cnn", "aggregate", "report"])
     stage.add_argument("--dataset", help="dataset name (for synth: the layout)")
     stage.add_argument("--protocol")
     stage.add_argument("--method")
@@ -103,20 +177,39 @@ def build_parser() -> argparse.ArgumentParser:
     dvc.add_argument("--check", action="store_true")
     dvc.set_defaults(func=cmd_dvc_yaml)
 
-    inspect = sub.add_parser("inspect", help="shape, params and provenance of an HDF5 artifact")
+    inspect = sub.add_parser("inspect", help="shape, params and provenance of an HDF5 artifact or a model.pt")
     inspect.add_argument("artifact")
     inspect.set_defaults(func=cmd_inspect)
+
+    audit = sub.add_parser("audit", help="per stage: the artifact, its params, its inputs and whether it is up "
+                                         "to date with params.yaml and the files now (exit 1 if any is not)")
+    audit.add_argument("--params", nargs="+", default=["params.yaml"], help=params_help)
+    audit.add_argument("--brief", action="store_true", help="one line per artifact")
+    audit.add_argument("--json", action="store_true", help="print the audit as JSON")
+    audit.set_defaults(func=cmd_audit)
+
+    predict = sub.add_parser("predict", help="class probabilities of a new video or folder of frames")
+    predict.add_argument("input", help="a video file (anything OpenCV reads) or a folder of jpg/png/bmp frames, "
+                                       "onset to offset")
+    predict.add_argument("--model", required=True, help="a trained model, results/.../fold{k}/model.pt")
+    predict.add_argument("--params", nargs="+", help="params files: refuse the model if it was trained with "
+                                                     "other align/magnify/tensors params (default: use the "
+                                                     "params the model records)")
+    predict.add_argument("--fps", type=float, help="the input's frame rate (default: the video's own; for a "
+                                                   "folder of frames, the model's magnify.reference_fps)")
+    predict.add_argument("--json", action="store_true", help="print the result as JSON")
+    predict.set_defaults(func=cmd_predict)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)          # None, or an exit status (check-dataset: 1 when it finds problems)
     except MerflowError as error:
         print(f"merflow: error: {error}", file=sys.stderr)
         return 1
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ from pipeline.errors import ParamsError
 from pipeline.paths import SYNTH_DIR
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "params.schema.yaml"
-STAGES = ("synth", "index", "align", "magnify", "tensors", "folds", "train")  # stages that read params
+STAGES = ("synth", "index", "align", "magnify", "tensors", "folds", "train",   # stages that read params
+          "lbptop", "lbpsip", "tics", "mdmo", "pretrained_cnn")
 
 
 def load_params(*paths: str | os.PathLike) -> dict:
@@ -62,7 +63,8 @@ def validate_params(params: Mapping) -> None:
         if mapping not in params["mappings"]:
             raise ParamsError(f"dataset.{name}.mapping: '{mapping}' is not a key of `mappings:`")
         classes = params["mappings"][mapping]["classes"]
-        unknown = set(params["mappings"][mapping]["emotions"].values()) - set(classes)
+        # An emotion mapped to null is left out on purpose (listed in excluded.csv), not a class.
+        unknown = set(params["mappings"][mapping]["emotions"].values()) - set(classes) - {None}
         if unknown:
             raise ParamsError(f"mappings.{mapping}.emotions maps to {sorted(unknown)}, not in its classes {classes}")
 
@@ -79,7 +81,7 @@ def stage_params(params: Mapping, stage: str, ds: str | None = None, method: str
         entry, mapping = params["dataset"][ds], params["mappings"][params["dataset"][ds]["mapping"]]
         return {"dataset": ds, "layout": entry["layout"], "root": entry["root"], "fps": entry["fps"],
                 "emotions": dict(mapping["emotions"]), "classes": list(mapping["classes"]),
-                "on_bad_clip": params["index"]["on_bad_clip"]}
+                "on_bad_clip": params["index"]["on_bad_clip"], "variant": entry.get("variant")}
     if stage in ("align", "magnify"):
         return dict(params[stage])
     if stage == "tensors":
@@ -88,4 +90,9 @@ def stage_params(params: Mapping, stage: str, ds: str | None = None, method: str
         return dict(params["folds"])
     if stage == "train":
         return {**params["train"], "method": method}
+    if stage in ("lbptop", "lbpsip", "tics", "mdmo"):      # the hand-crafted baselines: features + linear SVM
+        return {**params[stage], "classes": classes_of(params, ds), "svm_c": params["svm"]["c"],
+                "svm_seed": params["svm"]["seed"]}
+    if stage == "pretrained_cnn":
+        return {**params[stage], "classes": classes_of(params, ds)}
     raise ValueError(f"unknown stage '{stage}'; stages are {', '.join(STAGES)}")

@@ -185,8 +185,16 @@ def _last_output(image: np.ndarray, length: int, axis: int) -> np.ndarray:
 
 
 def magnify(frames: np.ndarray, *, alpha: float = 10, lambda_c: float = 16, r1: float = 0.4,
-            r2: float = 0.05, chrom_attenuation: float = 0.1, exaggeration: float = 2) -> np.ndarray:
-    """Magnify a uint8 (T, H, W, 3) RGB clip as amplify_spatial_lpyr_temporal_iir.m; same shape out."""
+            r2: float = 0.05, chrom_attenuation: float = 0.1, exaggeration: float = 2,
+            device: str | None = None) -> np.ndarray:
+    """Magnify a uint8 (T, H, W, 3) RGB clip as amplify_spatial_lpyr_temporal_iir.m; same shape out.
+
+    `device` None runs the NumPy/OpenCV code below (the fastest on a CPU); a torch device ("cuda",
+    "cuda:1", "cpu") runs `pipeline.evm_torch.magnify_torch` there, the same to within 1 grey level."""
+    if device is not None:
+        from pipeline.evm_torch import magnify_torch  # torch is imported only when asked for
+        return magnify_torch(frames, alpha=alpha, lambda_c=lambda_c, r1=r1, r2=r2,
+                             chrom_attenuation=chrom_attenuation, exaggeration=exaggeration, device=device)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
     n_frames, height, width, _ = frames.shape
@@ -243,6 +251,17 @@ def collapse(flat_bands: list[np.ndarray], shapes: list[tuple[int, int]], first:
     return image
 
 
+def rate_at_fps(rate: float, fps: float, reference_fps: float) -> float:
+    """The IIR low-pass rate at `fps` that forgets as fast per second as `rate` does at `reference_fps`.
+
+    A low-pass `lowpass += r (frame - lowpass)` keeps (1 - r) of its state per frame, (1 - r)^fps per
+    second; keeping that per-second decay fixes its time constant, and so the band-pass's corners, in
+    Hz (the MIT code's r1 = 0.4, r2 = 0.05 at 200 fps: about 1.6-16 Hz)."""
+    if fps <= 0 or reference_fps <= 0:
+        raise ValueError(f"frame rates must be positive, got fps {fps} and reference_fps {reference_fps}")
+    return 1 - (1 - rate) ** (reference_fps / fps)
+
+
 def to_uint8(grey_levels: np.ndarray) -> np.ndarray:
     """Clip to [0, 255] and round half away from zero, as MATLAB's im2uint8 of the [0, 1] image."""
     rounded = np.clip(grey_levels, 0, 255)
@@ -255,15 +274,19 @@ def to_uint8(grey_levels: np.ndarray) -> np.ndarray:
 
 
 def magnify_stage(aligned_h5: Path, out_h5: Path, qc_dir: Path, *, enabled: bool, alpha: float,
-                  lambda_c: float, r1: float, r2: float, chrom_attenuation: float,
+                  lambda_c: float, r1: float, r2: float, reference_fps: float, chrom_attenuation: float,
                   exaggeration: float) -> None:
     """aligned.h5 -> magnified.h5 (same clip-store layout and clip attrs) + one QC strip per clip.
 
-    With enabled False the frames are copied unchanged (the no-EVM ablation); the params are recorded
-    either way, so the two artifacts differ in provenance."""
+    r1 and r2 hold at `reference_fps`; each clip is filtered with the rates for its own `fps` attr
+    (`rate_at_fps`), so the pass band in Hz is the same for every dataset. With enabled False the
+    frames are copied unchanged (the no-EVM ablation); the params are recorded either way, so the two
+    artifacts differ in provenance."""
     params = {"enabled": enabled, "alpha": alpha, "lambda_c": lambda_c, "r1": r1, "r2": r2,
-              "chrom_attenuation": chrom_attenuation, "exaggeration": exaggeration}
-    evm_params = {key: value for key, value in params.items() if key != "enabled"}
+              "reference_fps": reference_fps, "chrom_attenuation": chrom_attenuation,
+              "exaggeration": exaggeration}
+    evm_params = {"alpha": alpha, "lambda_c": lambda_c, "chrom_attenuation": chrom_attenuation,
+                  "exaggeration": exaggeration}
     n_clips = len(clip_ids(aligned_h5))
     with atomic_output(out_h5) as tmp_h5, atomic_directory(qc_dir) as tmp_qc:
         with open_h5_for_write(tmp_h5) as h5:
@@ -274,8 +297,10 @@ def magnify_stage(aligned_h5: Path, out_h5: Path, qc_dir: Path, *, enabled: bool
                     raise BadInputError(clip_id, aligned_h5, f"frames must be uint8 (T, H, W, 3) with T >= 1, "
                                                              f"got {frames.dtype} {frames.shape}")
                 apex = apex_index(clip_id, aligned_h5, frames, attrs)
+                fps = clip_fps(clip_id, aligned_h5, attrs)
+                rates = {"r1": rate_at_fps(r1, fps, reference_fps), "r2": rate_at_fps(r2, fps, reference_fps)}
                 try:
-                    magnified = magnify(frames, **evm_params) if enabled else frames
+                    magnified = magnify(frames, **evm_params, **rates) if enabled else frames
                 except ValueError as error:
                     raise BadInputError(clip_id, aligned_h5, str(error)) from error
                 write_clip(h5, clip_id, magnified, attrs)
@@ -291,6 +316,17 @@ def apex_index(clip_id: str, path: os.PathLike, frames: np.ndarray, attrs: dict)
         raise BadInputError(clip_id, path, f"apex {attrs['apex']} is outside the clip's frames "
                                            f"{attrs['onset']}..{int(attrs['onset']) + len(frames) - 1}")
     return index
+
+
+def clip_fps(clip_id: str, path: os.PathLike, attrs: dict) -> float:
+    """The clip's frame rate (the `fps` attr every clip store carries)."""
+    try:
+        fps = float(attrs["fps"])
+    except (KeyError, TypeError, ValueError):
+        raise BadInputError(clip_id, path, f"clip has no usable fps attribute (got {attrs.get('fps')!r})") from None
+    if not fps > 0:
+        raise BadInputError(clip_id, path, f"fps must be positive, got {fps:g}")
+    return fps
 
 
 def qc_strip(original: np.ndarray, magnified: np.ndarray, apex: int) -> np.ndarray:

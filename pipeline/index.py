@@ -21,12 +21,20 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.artifacts import atomic_output
-from pipeline.datasets.casme2 import ClipProblem, read_casme2
+from pipeline.datasets.casme import read_casme
+from pipeline.datasets.casme2 import read_casme2
+from pipeline.datasets.common import ClipProblem
+from pipeline.datasets.samm import read_samm
+from pipeline.datasets.smic import read_smic
 from pipeline.errors import BadInputError, DatasetError, ParamsError
 
-# layout name -> reader(root, emotions, classes) -> (clip records, problems)
-READERS: dict[str, Callable[[Path, dict[str, str], list[str]], tuple[list[dict], list[str]]]] = {
+# layout name -> reader(root, emotions, classes, variant) -> (clip records, problems)
+Reader = Callable[[Path, dict[str, str | None], list[str], str | None], tuple[list[dict], list[ClipProblem]]]
+READERS: dict[str, Reader] = {
     "casme2": read_casme2,
+    "casme": read_casme,
+    "smic": read_smic,
+    "samm": read_samm,
 }
 INDEX_COLUMNS = ["dataset", "clip_id", "subject", "episode", "emotion", "label", "label_index", "onset", "apex",
                  "offset", "n_frames", "fps", "frames"]
@@ -35,30 +43,50 @@ JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"
 
 
 def index_stage(out_csv: Path, excluded_csv: Path, *, dataset: str, layout: str, root: Path, fps: float,
-                emotions: dict[str, str], classes: list[str], on_bad_clip: str) -> None:
-    """Write index.csv (good clips) and excluded.csv (problems of dropped clips; header only if none)."""
-    if layout not in READERS:
-        raise ParamsError(f"dataset.{dataset}.layout: unknown layout {layout!r} (known: {', '.join(READERS)})")
+                emotions: dict[str, str | None], classes: list[str], on_bad_clip: str,
+                variant: str | None = None) -> None:
+    """Write index.csv (good clips) and excluded.csv (every clip not indexed: problems of dropped clips
+    and clips the mapping leaves out; header only if none)."""
     if on_bad_clip not in ("fail", "drop"):
         raise ParamsError(f"index.on_bad_clip must be 'fail' or 'drop', not {on_bad_clip!r}")
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(dataset, [f"dataset root {root} does not exist (dataset.{dataset}.root)"])
-
-    records, problems = READERS[layout](root, emotions, classes)
-    problems = list(problems) + validate_frames(records)
+    records, problems, left_out = check_dataset(root, layout=layout, emotions=emotions, classes=classes,
+                                                variant=variant, dataset=dataset)
     if problems and on_bad_clip == "fail":
         raise DatasetError(dataset, problems)
     bad_clips = {problem.clip_id for problem in problems}
     good = [record for record in records if record["clip_id"] not in bad_clips]
     if not good:
-        raise DatasetError(dataset, problems or [f"no clips found under {root}"])
+        raise DatasetError(dataset, problems or [f"no clips found under {root}"
+                                                 + (f" ({len(left_out)} left out by the mapping)" if left_out else "")])
 
     with atomic_output(out_csv) as tmp_index, atomic_output(excluded_csv) as tmp_excluded:
         write_csv(tmp_index, INDEX_COLUMNS, [index_row(record, dataset, fps) for record in good])
         write_csv(tmp_excluded, EXCLUDED_COLUMNS,
-                  [{"clip_id": p.clip_id, "file": p.path, "reason": p.reason} for p in problems])
-    print(f"{dataset}: indexed {len(good)} clips, dropped {len(bad_clips)} ({len(problems)} problems)")
+                  [{"clip_id": p.clip_id, "file": p.path, "reason": p.reason} for p in problems + left_out])
+    print(f"{dataset}: indexed {len(good)} clips, dropped {len(bad_clips)} ({len(problems)} problems), "
+          f"left out {len(left_out)} by the label mapping")
+
+
+def check_dataset(root: Path, *, layout: str, emotions: dict[str, str | None], classes: list[str],
+                  variant: str | None = None,
+                  dataset: str | None = None) -> tuple[list[dict], list[ClipProblem], list[ClipProblem]]:
+    """Read a dataset tree with its layout's adapter and open every frame of the clips it keeps.
+
+    Returns (records, problems, left_out): every clip record the adapter could build (including those
+    with problems), every problem at once, and the clips the mapping leaves out on purpose. What
+    `merflow check-dataset` reports and what the index stage acts on.
+    """
+    dataset = dataset or layout
+    if layout not in READERS:
+        raise ParamsError(f"dataset.{dataset}.layout: unknown layout {layout!r} (known: {', '.join(READERS)})")
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(dataset, [f"dataset root {root} does not exist (dataset.{dataset}.root)"])
+    records, found = READERS[layout](root, emotions, classes, variant)
+    left_out = [problem for problem in found if problem.left_out]
+    problems = [problem for problem in found if not problem.left_out]
+    problems += validate_frames(records)
+    return records, problems, left_out
 
 
 def validate_frames(records: list[dict]) -> list[ClipProblem]:

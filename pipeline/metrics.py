@@ -43,7 +43,26 @@ def uf1(y_true, y_pred, n_classes: int) -> float:
     A class absent from both truth and prediction has no F1 (0/0) and is left out of the mean, as
     in MEGC; a class predicted but never true (or true but never predicted) counts with F1 = 0.
     """
-    cm = confusion(y_true, y_pred, n_classes)
+    return uf1_from_confusion(confusion(y_true, y_pred, n_classes))
+
+
+def uar(y_true, y_pred, n_classes: int) -> float:
+    """Unweighted average recall: the mean over classes present in the truth of TP / (TP + FN)."""
+    return uar_from_confusion(confusion(y_true, y_pred, n_classes))
+
+
+# --- from a confusion matrix: pooling the predictions of several folds (MEGC's LOSO scores) ----------
+
+def accuracy_from_confusion(cm) -> float:
+    cm = _square(cm)
+    return float(np.trace(cm) / cm.sum())
+
+
+def uf1_from_confusion(cm) -> float:
+    """UF1 of the clips a confusion matrix counts (see `uf1`). Summing the folds' matrices and
+    scoring the sum is MEGC's "all subjects' predictions pooled" score, which differs from the mean
+    of the per-fold scores: a LOSO fold has one subject and often one or two classes."""
+    cm = _square(cm)
     tp = np.diag(cm)
     fp = cm.sum(axis=0) - tp
     fn = cm.sum(axis=1) - tp
@@ -51,9 +70,15 @@ def uf1(y_true, y_pred, n_classes: int) -> float:
     return float(np.mean(2 * tp[seen] / (2 * tp[seen] + fp[seen] + fn[seen])))
 
 
-def uar(y_true, y_pred, n_classes: int) -> float:
-    """Unweighted average recall: the mean over classes present in the truth of TP / (TP + FN)."""
-    cm = confusion(y_true, y_pred, n_classes)
+def uar_from_confusion(cm) -> float:
+    cm = _square(cm)
     support = cm.sum(axis=1)
     present = support > 0
     return float(np.mean(np.diag(cm)[present] / support[present]))
+
+
+def _square(cm) -> np.ndarray:
+    cm = np.asarray(cm, dtype=np.int64)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.sum() == 0 or (cm < 0).any():
+        raise ValueError(f"need a non-empty square matrix of counts, got shape {cm.shape}")
+    return cm

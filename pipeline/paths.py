@@ -12,3 +12,6 @@ FOLDS = "data/{ds}/folds/{protocol}.csv"
 FOLD_DIR = "results/{ds}/{protocol}/{method}/fold{fold}"
 TABLE2 = "results/table2.csv"
 REPORT = "results/report.html"
+METRICS = "results/metrics.json"          # Table 2's numbers, nested ds/protocol/method, for `dvc metrics show`
+FOLD_METRICS = "results/fold_metrics.csv"  # one row per fold, for `dvc plots show`
+FIGURES = "results/figures"     # the report's figures as PNGs, for `snakemake --report`

@@ -19,6 +19,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from pipeline.artifacts import atomic_output
 
 PROTOCOLS = ("kfold5", "loso")
+SUBJECT_PROTOCOLS = ("loso",)        # one fold per subject: the fold count comes from the data
 FOLD_COLUMNS = ["clip_id", "subject", "label", "fold"]
 
 

@@ -13,21 +13,31 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pipeline import paths
+from pipeline.baselines import BASELINES, methods_not_run, methods_to_run
 from pipeline.config import STAGES as STAGE_PARAMS
 from pipeline.config import stage_params
 
 # Every module a stage calls is a dependency of that stage, so editing the code reruns it.
 COMMON_CODE = ["pipeline/artifacts.py", "pipeline/config.py", "pipeline/errors.py", "pipeline/imageio.py"]
 STAGE_CODE = {
-    "synth": ["pipeline/datasets/synth.py", "pipeline/datasets/face_photos.py", "pipeline/faces.py"],
-    "index": ["pipeline/index.py", "pipeline/datasets/casme2.py"],
+    "synth": ["pipeline/datasets/synth.py", "pipeline/datasets/synth_layouts.py", "pipeline/datasets/face_photos.py",
+              "pipeline/faces.py"],
+    "index": ["pipeline/index.py", "pipeline/datasets/common.py", "pipeline/datasets/casme2.py",
+              "pipeline/datasets/casme.py", "pipeline/datasets/smic.py", "pipeline/datasets/samm.py"],
     "align": ["pipeline/faces.py"],
     "magnify": ["pipeline/evm.py"],
     "tensors": ["pipeline/jitter.py"],
     "folds": ["pipeline/protocols.py"],
-    "train": ["pipeline/train.py", "pipeline/model.py", "pipeline/metrics.py"],
+    "train": ["pipeline/train.py", "pipeline/model.py", "pipeline/metrics.py", "pipeline/composite.py"],
+    **{method: ["pipeline/metrics.py", "pipeline/baselines/__init__.py", "pipeline/baselines/clips.py",
+                "pipeline/baselines/classify.py", "pipeline/baselines/stage.py", *modules]
+       for method, modules in {"lbptop": ["pipeline/baselines/lbptop.py"],
+                               "lbpsip": ["pipeline/baselines/lbptop.py", "pipeline/baselines/lbpsip.py"],
+                               "tics": ["pipeline/baselines/lbptop.py", "pipeline/baselines/tics.py"],
+                               "mdmo": ["pipeline/baselines/mdmo.py"],
+                               "pretrained_cnn": ["pipeline/baselines/pretrained.py"]}.items()},
     "aggregate": ["pipeline/report.py"],
-    "report": ["pipeline/report.py"],
+    "report": ["pipeline/report.py", "pipeline/jitter.py"],
 }
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,8 +56,8 @@ def run_stage(params: Mapping, stage: str, *, ds: str | None = None, protocol: s
     """Run one stage for one dataset (and protocol, method, fold where they apply), as Snakemake would."""
     kwargs = stage_params(params, stage, ds=ds, method=method) if stage in STAGE_PARAMS else {}
     if stage == "synth":
-        from pipeline.datasets.synth import generate_casme2
-        generate_casme2(Path(paths.SYNTH_DIR.format(layout=ds)), **kwargs)
+        from pipeline.datasets.synth_layouts import generate_synthetic
+        generate_synthetic(ds, Path(paths.SYNTH_DIR.format(layout=ds)), **kwargs)
     elif stage == "index":
         from pipeline.index import index_stage
         index_stage(Path(paths.INDEX.format(ds=ds)), Path(paths.EXCLUDED.format(ds=ds)), **kwargs)
@@ -70,16 +80,25 @@ def run_stage(params: Mapping, stage: str, *, ds: str | None = None, protocol: s
         from pipeline.train import train_fold_stage
         train_fold_stage(Path(paths.TENSORS.format(ds=ds)), Path(paths.FOLDS.format(ds=ds, protocol=protocol)),
                          int(fold), fold_dir(ds, protocol, method, fold), **kwargs)
+    elif stage in BASELINES:
+        from pipeline.baselines.stage import fold_stage_function
+        fold_stage_function(stage)(Path(paths.ALIGNED.format(ds=ds)),
+                                   Path(paths.FOLDS.format(ds=ds, protocol=protocol)), int(fold),
+                                   fold_dir(ds, protocol, stage, fold), **kwargs)
     elif stage == "aggregate":
         from pipeline.report import aggregate_stage
         aggregate_stage(all_metrics(params), paths.TABLE2,
-                        datasets={name: params["dataset"][name] for name in params["datasets"]})
+                        datasets={name: params["dataset"][name] for name in params["datasets"]},
+                        protocols=list(params["protocols"]), not_run=methods_not_run(params),
+                        metrics_json=paths.METRICS, folds_csv=paths.FOLD_METRICS)
     elif stage == "report":
         from pipeline.report import report_stage
         metrics = all_metrics(params)
         report_stage(paths.TABLE2, metrics, [m.replace("metrics.json", "predictions.csv") for m in metrics],
                      [paths.ALIGN_QC.format(ds=name) for name in params["datasets"]],
-                     [paths.MAGNIFY_QC.format(ds=name) for name in params["datasets"]], paths.REPORT)
+                     [paths.MAGNIFY_QC.format(ds=name) for name in params["datasets"]], paths.REPORT,
+                     tensors_paths=[paths.TENSORS.format(ds=name) for name in params["datasets"]],
+                     figures_dir=paths.FIGURES)
     else:
         raise ValueError(f"unknown stage '{stage}'")
 
@@ -91,7 +110,7 @@ def all_metrics(params: Mapping) -> list[str]:
     for ds in params["datasets"]:
         for protocol in params["protocols"]:
             folds_csv = paths.FOLDS.format(ds=ds, protocol=protocol)
-            for method in params["methods"]:
+            for method in methods_to_run(params):  # not the pre-trained CNN without weights
                 for fold in fold_numbers(Path(folds_csv)):
                     files.append(os.fspath(fold_dir(ds, protocol, method, fold) / "metrics.json"))
     return files

@@ -19,6 +19,12 @@ Output in out_dir, each file written atomically: model.pt (state_dict, config, c
 normalisation, params, provenance), predictions.csv (clip_id, subject, true, predicted, p_<class>),
 metrics.json and train_log.csv (epoch, lr, loss, train_accuracy, seconds).
 
+Resume: after every epoch the fold's whole training state (model, optimizer, epoch, numpy and torch
+RNG states, log) is written atomically to out_dir/checkpoint.pt, which is not a rule output, so
+Snakemake keeps it when it cleans up a killed job. A rerun with the same params, inputs and code
+continues after the last finished epoch and, on CPU, ends with the same predictions as an
+uninterrupted run; the checkpoint is removed once the fold's outputs are written.
+
 Input normalisation: one pass over the training clips before training counts each channel's grey
 levels; their mean and std (in [0, 1] units) are stored in the model as buffers and in model.pt.
 
@@ -49,24 +55,30 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from pipeline import metrics
-from pipeline.artifacts import atomic_output, provenance
+from pipeline.artifacts import atomic_output, canonical_json, file_sha256, provenance
+from pipeline.composite import confusion_by_source
 from pipeline.errors import MerflowError
 from pipeline.model import RCNN, RCNNConfig
 
 METHODS = ("rcnn", "cnn")            # "cnn": the same network with the recurrent steps removed
+PRECISIONS = ("fp32", "bf16")        # train.precision: the dtype of autocast's convs (see `autocast`)
 SHUFFLE_BUFFER_BYTES = 512 * 2**20   # ~60 CASME II clips x 48 variants; two such buffers at most
 
 
 # --- the split ------------------------------------------------------------------------------------
 
 def read_clip_table(h5: h5py.File) -> pd.DataFrame:
-    """One row per clip of the store, in the order of /x: clip_id, subject, label, label_index."""
-    return pd.DataFrame({
+    """One row per clip of the store, in the order of /x: clip_id, subject, label, label_index, and
+    source when the store is a composite of several datasets (pipeline/composite.py)."""
+    table = pd.DataFrame({
         "clip_id": h5["clip_id"].asstr()[()],
         "subject": h5["subject"].asstr()[()],
         "label": h5["label"].asstr()[()],
         "label_index": h5["label_index"][()].astype(np.int64),
     })
+    if "source" in h5:
+        table["source"] = h5["source"].asstr()[()]
+    return table
 
 
 def split_fold(clips: pd.DataFrame, folds: pd.DataFrame, fold: int) -> tuple[np.ndarray, np.ndarray]:
@@ -212,15 +224,31 @@ def to_device_images(samples: np.ndarray, device: torch.device) -> torch.Tensor:
     return to_device(samples, device).contiguous(memory_format=torch.channels_last)
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA (BatchNorm and the loss stay fp32); fp32 on CPU."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+def autocast(device: torch.device, precision: str = "bf16"):
+    """bf16 autocast (convs and the linear layer compute in bf16; the weights, BatchNorm's statistics and
+    the loss stay fp32) or plain fp32. bf16 is ~1.7x faster at M = 32 on a 2-core CPU with avx512_bf16 (bench/train.py);
+    on a CPU without native bf16 it is emulated and slower than fp32, hence the warning in
+    `check_precision`."""
+    if precision not in PRECISIONS:
+        raise MerflowError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+
+
+def check_precision(device: torch.device, precision: str) -> None:
+    """Refuse an unknown precision before any work; warn when bf16 is asked of a CPU that has no
+    native bf16 (it still works, only slowly)."""
+    if precision not in PRECISIONS:
+        raise MerflowError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        print("warning: train.precision is bf16 but this CPU has no native bf16 (avx512_bf16/AMX); "
+              "training will be slower than with fp32", file=sys.stderr)
 
 
 # --- training and testing ---------------------------------------------------------------------------
 
 def train_one_epoch(model: RCNN, optimizer: torch.optim.Optimizer, batches, n_batches: int,
-                    device: torch.device, description: str) -> tuple[float, float, int]:
+                    device: torch.device, description: str, precision: str = "bf16"
+                    ) -> tuple[float, float, int]:
     """Mean loss, accuracy on the training batches (as seen during the epoch) and samples seen."""
     model.train()
     loss_sum = torch.zeros((), device=device)     # summed on the device: no GPU sync per batch
@@ -229,7 +257,7 @@ def train_one_epoch(model: RCNN, optimizer: torch.optim.Optimizer, batches, n_ba
     progress = tqdm(batches, total=n_batches, desc=description, unit="batch", file=sys.stderr)
     for step, (samples, labels, _) in enumerate(progress, start=1):
         inputs, targets = to_device_images(samples, device), to_device(labels, device)
-        with autocast(device):
+        with autocast(device, precision):
             logits = model(inputs)
         loss = F.cross_entropy(logits.float(), targets)
         optimizer.zero_grad(set_to_none=True)
@@ -245,7 +273,7 @@ def train_one_epoch(model: RCNN, optimizer: torch.optim.Optimizer, batches, n_ba
 
 @torch.inference_mode()
 def predict_clips(model: RCNN, x: h5py.Dataset | np.ndarray, rows: np.ndarray, batch_size: int,
-                  device: torch.device) -> np.ndarray:
+                  device: torch.device, precision: str = "bf16") -> np.ndarray:
     """Class probabilities (len(rows), C) per clip: the mean of the softmax over the clip's V jitter
     variants (test-time averaging over the temporal-jitter copies of Sec. II-D)."""
     model.eval()
@@ -254,7 +282,7 @@ def predict_clips(model: RCNN, x: h5py.Dataset | np.ndarray, rows: np.ndarray, b
         clip = x[row]                                   # (V, 3, pixels, frames), one HDF5 chunk
         softmax = []
         for start in range(0, len(clip), batch_size):
-            with autocast(device):
+            with autocast(device, precision):
                 logits = model(to_device_images(clip[start:start + batch_size], device))
             softmax.append(logits.float().softmax(dim=1))
         probabilities.append(torch.cat(softmax).mean(dim=0).cpu().numpy())
@@ -274,25 +302,83 @@ def predictions_table(test: pd.DataFrame, probabilities: np.ndarray, classes: li
     return table
 
 
+# --- epoch checkpoints: resuming a killed fold -------------------------------------------------------
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CODE_FILES = (Path(__file__), Path(__file__).with_name("model.py"))   # what the training maths runs
+
+
+def resume_key(params: dict, tensors_h5: Path, folds_csv: Path) -> str:
+    """What a checkpoint must have been made from to be resumed: the fold's params, the checksums of
+    its inputs and of the training code (a checkpoint of other data, params or code is ignored)."""
+    made_from = {"params": params, "tensors": file_sha256(tensors_h5), "folds": file_sha256(folds_csv),
+                 "code": [file_sha256(path) for path in CODE_FILES]}
+    return canonical_json(made_from)
+
+
+def save_epoch_checkpoint(path: Path, key: str, epoch: int, model: RCNN, optimizer: torch.optim.Optimizer,
+                          rng: np.random.Generator, log: list[dict], train_seconds: float,
+                          train_samples: int) -> None:
+    """Everything the next epoch depends on, written atomically (a kill leaves the previous one)."""
+    state = {"key": key, "epoch": epoch, "log": log, "train_seconds": train_seconds,
+             "train_samples": train_samples,
+             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+             "optimizer": optimizer.state_dict(), "numpy_rng": rng.bit_generator.state,
+             "torch_rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(state, handle)
+
+
+def resume_from_checkpoint(path: Path, key: str, model: RCNN, optimizer: torch.optim.Optimizer,
+                           rng: np.random.Generator) -> tuple[int, list[dict], float, int]:
+    """Restore the state of a checkpoint made from the same key: (epochs done, log, train seconds,
+    train samples); (0, [], 0.0, 0) and nothing restored when there is none to resume."""
+    if not path.is_file():
+        return 0, [], 0.0, 0
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # whatever makes it unreadable, the answer is to start over
+        print(f"warning: {path} cannot be read ({type(error).__name__}: {error}); training from scratch",
+              file=sys.stderr)
+        return 0, [], 0.0, 0
+    if not isinstance(state, dict) or state.get("key") != key:
+        print(f"warning: {path} was made from other params, inputs or code; training from scratch",
+              file=sys.stderr)
+        return 0, [], 0.0, 0
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    rng.bit_generator.state = state["numpy_rng"]
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    print(f"resuming from {path}: epoch {state['epoch']} done", file=sys.stderr)
+    return state["epoch"], state["log"], state["train_seconds"], state["train_samples"]
+
+
 # --- the stage --------------------------------------------------------------------------------------
 
 def train_fold_stage(tensors_h5: Path, folds_csv: Path, fold: int, out_dir: Path, *, method: str,
                      maps: int, recurrent_steps: int, batch_size: int, lr: float, lr_decay: float,
                      min_lr: float, max_epochs: int, momentum: float, weight_decay: float, seed: int,
-                     device: str, threads: int) -> None:
-    """Train on every variant of every clip outside `fold`, test on the clips of `fold`."""
+                     device: str, threads: int, precision: str = "bf16", compile: bool = False) -> None:
+    """Train on every variant of every clip outside `fold`, test on the clips of `fold`.
+
+    precision: "bf16" (autocast) or "fp32", on CPU and CUDA alike (see `autocast`). compile: run the
+    model through torch.compile (meant for CUDA; not measured here, where no GPU was available)."""
     started = time.perf_counter()
     fold = int(fold)                    # Snakemake wildcards arrive as strings
     params = {"method": method, "fold": fold, "maps": maps, "recurrent_steps": recurrent_steps,
               "batch_size": batch_size, "lr": lr, "lr_decay": lr_decay, "min_lr": min_lr,
               "max_epochs": max_epochs, "momentum": momentum, "weight_decay": weight_decay,
-              "seed": seed, "device": device, "threads": threads}
+              "seed": seed, "device": device, "threads": threads, "precision": precision, "compile": compile}
     if method not in METHODS:
         raise MerflowError(f"train: unknown method {method!r}, expected one of {METHODS}")
     rates = lr_schedule(lr, lr_decay, min_lr, max_epochs)
     if not rates:
         raise MerflowError(f"train: lr {lr} is below min_lr {min_lr} (or max_epochs is 0): no epoch to run")
     torch_device = resolve_device(device)
+    check_precision(torch_device, precision)
     torch.set_num_threads(threads)
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(seed)
@@ -322,25 +408,33 @@ def train_fold_stage(tensors_h5: Path, folds_csv: Path, fold: int, out_dir: Path
         model = model.to(torch_device, memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(model.parameters(), lr=rates[0], momentum=momentum,
                                     weight_decay=weight_decay)
+        # The compiled module shares the parameters; `model` stays the plain one that is saved.
+        forward_model = torch.compile(model) if compile else model
 
         clips_per_buffer = max(1, SHUFFLE_BUFFER_BYTES // (x.dtype.itemsize * math.prod(x.shape[1:])))
         n_batches = math.ceil(len(train_rows) * n_variants / batch_size)
-        log, train_seconds, train_samples = [], 0.0, 0
+        checkpoint_path, key = out_dir / CHECKPOINT_NAME, resume_key(params, tensors_h5, folds_csv)
+        epochs_done, log, train_seconds, train_samples = resume_from_checkpoint(checkpoint_path, key, model,
+                                                                                optimizer, rng)
         for epoch, epoch_lr in enumerate(rates, start=1):
+            if epoch <= epochs_done:
+                continue
             epoch_started = time.perf_counter()
             for group in optimizer.param_groups:
                 group["lr"] = epoch_lr
             batches = shuffled_batches(x, train_rows, labels, batch_size, rng, clips_per_buffer)
             loss, train_accuracy, seen = train_one_epoch(
-                model, optimizer, batches, n_batches, torch_device,
-                f"{method} fold {fold} epoch {epoch}/{len(rates)}")
+                forward_model, optimizer, batches, n_batches, torch_device,
+                f"{method} fold {fold} epoch {epoch}/{len(rates)}", precision)
             seconds = time.perf_counter() - epoch_started
             train_seconds += seconds
             train_samples += seen
             log.append({"epoch": epoch, "lr": epoch_lr, "loss": loss, "train_accuracy": train_accuracy,
                         "seconds": round(seconds, 3)})
+            save_epoch_checkpoint(checkpoint_path, key, epoch, model, optimizer, rng, log, train_seconds,
+                                  train_samples)
 
-        probabilities = predict_clips(model, x, test_rows, batch_size, torch_device)
+        probabilities = predict_clips(forward_model, x, test_rows, batch_size, torch_device, precision)
 
     predictions = predictions_table(clips.iloc[test_rows], probabilities, classes)
     y_true, y_pred = clips["label_index"].to_numpy()[test_rows], probabilities.argmax(axis=1)
@@ -358,9 +452,14 @@ def train_fold_stage(tensors_h5: Path, folds_csv: Path, fold: int, out_dir: Path
         "train_seconds": round(train_seconds, 3),
         "samples_per_second": round(train_samples / train_seconds, 2),
         "device": str(torch_device),
+        "precision": precision,
         "method": method,
         "fold": fold,
+        "resumed_after_epoch": epochs_done,
     }
+    if "source" in clips:               # a composite: MEGC scores each source dataset apart too
+        scores["by_source"] = confusion_by_source(clips["source"].to_numpy()[test_rows], y_true, y_pred,
+                                                  len(classes))
     checkpoint = {
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "config": asdict(config),
@@ -370,14 +469,17 @@ def train_fold_stage(tensors_h5: Path, folds_csv: Path, fold: int, out_dir: Path
         "provenance": provenance("train", params, {"tensors": tensors_h5, "folds": folds_csv}),
     }
 
-    with atomic_output(out_dir / "model.pt") as tmp:
-        torch.save(checkpoint, tmp)
+    # Saved through a handle: given a path, torch names the archive's records after the (random)
+    # temporary file, and model.pt would differ byte for byte between identical runs.
+    with atomic_output(out_dir / "model.pt") as tmp, open(tmp, "wb") as handle:
+        torch.save(checkpoint, handle)
     with atomic_output(out_dir / "predictions.csv") as tmp:
         predictions.to_csv(tmp, index=False, float_format="%.6f")
     with atomic_output(out_dir / "train_log.csv") as tmp:
         pd.DataFrame(log).to_csv(tmp, index=False)
     with atomic_output(out_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(scores, indent=2) + "\n")
+    checkpoint_path.unlink(missing_ok=True)    # the fold is done: model.pt is its result
 
 
 def load_model(model_pt: Path, device: str = "cpu") -> tuple[RCNN, list[str]]:

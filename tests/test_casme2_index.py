@@ -200,8 +200,13 @@ def missing_folder(root):
     return clip_id_of(root, 9), folder.name, "clip folder is missing"
 
 
+def subject_without_rows(root):
+    shutil.copytree(root / FRAMES_DIR / "sub01", root / FRAMES_DIR / "sub09")
+    return "sub09", "sub09", f"subject folder has no clips in {SHEET_NAME}"
+
+
 BREAKERS = [remove_frame, empty_frame, truncate_frame, garbage_frame, resize_frame, unknown_emotion, apex_slash,
-            apex_outside, reversed_range, duplicate_row, missing_folder]
+            apex_outside, reversed_range, duplicate_row, missing_folder, subject_without_rows]
 
 
 @pytest.mark.parametrize("breaker", BREAKERS, ids=[b.__name__ for b in BREAKERS])

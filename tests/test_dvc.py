@@ -3,6 +3,7 @@ stages have the Snakemake rules' names, inputs and outputs (so the two runners c
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -52,10 +54,34 @@ def test_dvc_repro_runs_the_pipeline_and_records_it(dvc_repo):
     assert table.startswith("method,method_name,dataset") and "rcnn,MER-RCNN,casme2" in table
     assert (repo / "results" / "report.html").is_file()
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    assert {"index@casme2", "tensors@casme2", "train@casme2-kfold5-rcnn-0", "aggregate"} <= set(lock["stages"])
+    assert {"index@casme2", "tensors@casme2", "train@casme2-kfold5-rcnn-0", "lbptop@casme2-kfold5-0",
+            "aggregate"} <= set(lock["stages"])
     assert all(out["md5"] for out in lock["stages"]["tensors@casme2"]["outs"])
     again = run([str(BIN / "dvc"), "repro"], repo)
     assert again.returncode == 0 and "Running stage" not in again.stdout
+
+
+def test_dvc_metrics_show_table2_and_plots_show_per_fold_accuracy(dvc_repo):
+    repo, _ = dvc_repo
+    shown = run([str(BIN / "dvc"), "metrics", "show", "--json"], repo)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    workspace = next(iter(json.loads(shown.stdout).values()))   # keyed "" before the first commit
+    metrics = workspace["data"]["results/metrics.json"]["data"]
+    table = pd.read_csv(repo / "results" / "table2.csv")
+    row = table[table["method"] == "rcnn"].iloc[0]
+    rcnn = metrics["casme2"]["kfold5"]["rcnn"]
+    assert rcnn["accuracy_mean"] == pytest.approx(row["accuracy_mean"]) and rcnn["folds"] == 5
+    assert rcnn["paper_accuracy"] == pytest.approx(0.658)
+    assert "casme2.kfold5.rcnn.accuracy_mean" in run([str(BIN / "dvc"), "metrics", "show"], repo).stdout
+    plots = run([str(BIN / "dvc"), "plots", "show", "--json"], repo)
+    assert plots.returncode == 0, plots.stderr[-2000:]
+    folds = pd.read_csv(repo / "results" / "fold_metrics.csv")
+    folds = folds[folds["method"] == "rcnn"]
+    assert list(folds["fold"]) == [0, 1, 2, 3, 4]
+    values = json.loads(plots.stdout)["data"]["results/fold_metrics.csv"][0]["content"]["data"]["values"]
+    values = [v for v in values if v["method"] == "rcnn"]
+    assert [(v["fold"], float(v["accuracy"])) for v in values] == \
+        [(str(f), pytest.approx(a)) for f, a in zip(folds["fold"], folds["accuracy"], strict=True)]
 
 
 def snakemake_rules(workdir: Path) -> dict[str, tuple[set[str], set[str]]]:
@@ -95,7 +121,10 @@ def dvc_rules(params: dict) -> dict[str, tuple[set[str], set[str]]]:
         wildcard = "layout" if name == "synth" else "ds"
         computed = {d for d in body["deps"] if d == "${item.root}" or re.match(r"results/.*/fold\d+/", d)}
         deps = {_placeholders(d, wildcard) for d in body["deps"] if d not in computed}
-        rules[name] = (deps, {_placeholders(o, wildcard) for o in body["outs"]})
+        # metrics and plots files are outputs too (the rule lists them among its outputs)
+        outs = [*body["outs"], *body.get("metrics", []),
+                *(next(iter(p)) if isinstance(p, dict) else p for p in body.get("plots", []))]
+        rules[name] = (deps, {_placeholders(o, wildcard) for o in outs})
     return rules
 
 

@@ -274,6 +274,55 @@ def test_grating_motion_is_amplified_as_the_filter_response_predicts(size, wavel
 
 
 # ---------------------------------------------------------------------------------------------------
+# Frame-rate invariance: r1, r2 hold at the reference fps and are converted per clip
+
+
+def test_rates_keep_their_decay_per_second():
+    assert evm.rate_at_fps(0.4, 200, 200) == pytest.approx(0.4)
+    assert evm.rate_at_fps(0.4, 100, 200) == pytest.approx(0.64)            # 1 - 0.6^2: two steps in one
+    assert evm.rate_at_fps(0.05, 400, 200) == pytest.approx(1 - 0.95 ** 0.5)
+    for fps in (30, 60, 100, 200):                                          # the same state left after 1 s
+        assert (1 - evm.rate_at_fps(0.05, fps, 200)) ** fps == pytest.approx(0.95 ** 200)
+    with pytest.raises(ValueError, match="positive"):
+        evm.rate_at_fps(0.4, 0, 200)
+
+
+@pytest.mark.parametrize("fps", [200, 100])
+def test_a_grating_at_the_same_hz_gets_the_same_gain_at_every_frame_rate(fps):
+    hz, seconds, settled_s = 8.0, 0.8, 0.55                # 8 Hz: 0.04 cycles/frame at 200 fps, 0.08 at 100
+    clip = moving_grating(round(seconds * fps), 128, 32, hz / fps)
+    rates = {name: evm.rate_at_fps(MIT[name], fps, 200) for name in ("r1", "r2")}
+    params = {**MIT, **rates}
+    inner = np.s_[:, 16:-16]
+    settled = round(settled_s * fps)
+    before = amplitude_at(clip[..., 0].astype(float), hz / fps, settled)[inner].sum()
+    measured = amplitude_at(evm.magnify(clip, **params).mean(axis=3), hz / fps, settled)[inner].sum() / before
+    g = spatial_gain(128, 32)
+    predicted = abs(1 + g * iir_response(hz / fps, rates["r1"], rates["r2"]))
+    at_200 = abs(1 + g * iir_response(hz / 200))
+    assert measured == pytest.approx(predicted, rel=0.03)
+    assert measured == pytest.approx(at_200, rel=0.03)     # the filter's |H| at 8 Hz: 0.791 and 0.792
+    if fps != 200:                                         # the paper's r1, r2 per frame would cut it to 0.643
+        unconverted = abs(1 + g * iir_response(hz / fps))
+        assert unconverted < 0.85 * measured
+
+
+def test_stage_filters_each_clip_with_the_rates_for_its_fps(tmp_path):
+    aligned, out, qc = tmp_path / "aligned.h5", tmp_path / "magnified.h5", tmp_path / "qc"
+    frames = face_like_clip(20)
+    write_aligned(aligned, {"at100": (frames, {**CLIP_ATTRS, "fps": 100}), "at200": (frames, CLIP_ATTRS)})
+    evm.magnify_stage(aligned, out, qc, **stage_params())
+    at100, attrs = read_clip(out, "at100")
+    assert attrs["fps"] == 100
+    assert np.array_equal(at100, evm.magnify(frames, **{**MIT, "r1": 0.64, "r2": 1 - 0.95 ** 2}))
+    assert np.array_equal(read_clip(out, "at200")[0], evm.magnify(frames, **MIT))
+    assert not np.array_equal(at100, read_clip(out, "at200")[0])
+    write_aligned(aligned, {"nofps": (frames, {k: v for k, v in CLIP_ATTRS.items() if k != "fps"})})
+    with pytest.raises(BadInputError, match="nofps.*fps"):
+        evm.magnify_stage(aligned, out, qc, **stage_params())
+
+
+# ---------------------------------------------------------------------------------------------------
 # The stage
 
 
@@ -292,7 +341,7 @@ def face_like_clip(n_frames=24, seed=0):
 
 
 def stage_params(enabled=True):
-    return dict(enabled=enabled, **MIT)
+    return dict(enabled=enabled, reference_fps=200, **MIT)
 
 
 def test_stage_writes_layout_provenance_and_qc(tmp_path):

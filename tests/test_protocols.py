@@ -1,11 +1,22 @@
-"""Fold construction: the paper's random stratified 5-fold split and leave-one-subject-out."""
+"""Fold construction: the paper's random stratified 5-fold split and leave-one-subject-out, whole clips
+(all jittered copies) on one side of every split, and LOSO end to end through Snakemake."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from pipeline.protocols import fold_numbers, folds_stage, kfold_folds, loso_folds
+from pipeline.train import shuffled_batches, split_fold
 
 INDEX_COLUMNS = ["dataset", "clip_id", "subject", "episode", "emotion", "label", "label_index", "onset",
                  "apex", "offset", "n_frames", "fps", "frames"]
@@ -91,3 +102,150 @@ def test_folds_stage_writes_the_protocols_and_their_fold_numbers(tmp_path):
     assert fold_numbers(tmp_path / "folds" / "loso.csv") == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="valid: kfold5, loso"):
         folds_stage(index_csv, tmp_path / "folds" / "x.csv", protocol="loocv", k=5, seed=0)
+
+
+# --- every jittered copy of a clip stays on its clip's side of every split ----------------------------
+
+def test_all_jittered_copies_of_a_clip_stay_on_one_side_of_every_split():
+    """For every fold of both protocols, the samples an epoch trains on are all V copies of every
+    training clip and not one copy of a test clip; the test predictions come from the test clips."""
+    index = make_index({"positive": 9, "negative": 12, "surprise": 6, "others": 15}, ["s1", "s2", "s3", "s4", "s5"])
+    n_variants = 48
+    clips = index[["clip_id", "subject", "label"]].assign(label_index=index["label_index"])
+    # a store whose sample (row, variant) holds its own id, so a batch says exactly which copies it carries
+    ids = np.arange(len(clips) * n_variants).reshape(len(clips), n_variants)
+    x = np.zeros((len(clips), n_variants, 3, 2, 2), dtype=np.int64)
+    x[...] = ids[:, :, None, None, None]
+    for folds in (kfold_folds(index, k=5, seed=0), loso_folds(index)):
+        for fold in fold_numbers_of(folds):
+            train_rows, test_rows = split_fold(clips, folds, fold)
+            seen = np.concatenate([samples[:, 0, 0, 0] for samples, _, _ in shuffled_batches(
+                x, train_rows, clips["label_index"].to_numpy(), 64, np.random.default_rng(fold), 7)])
+            assert sorted(seen) == sorted(ids[train_rows].ravel())      # every copy of every training clip once
+            assert not set(seen // n_variants) & set(test_rows)         # no copy of a test clip
+            assert set(clips["clip_id"].iloc[test_rows]) == set(folds.loc[folds["fold"] == fold, "clip_id"])
+            if folds["fold"].nunique() == 5 and len(set(folds["subject"])) == 5 and \
+                    folds.groupby("fold")["subject"].nunique().max() == 1:   # loso: one subject out
+                assert clips["subject"].iloc[test_rows].nunique() == 1
+                assert not set(clips["subject"].iloc[train_rows]) & set(clips["subject"].iloc[test_rows])
+
+
+def fold_numbers_of(folds: pd.DataFrame) -> list[int]:
+    return sorted(folds["fold"].unique().tolist())
+
+
+# --- LOSO end to end through Snakemake -----------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_loso_runs_through_snakemake_with_one_job_per_subject(tmp_path):
+    """folds (checkpoint) -> one train job per subject -> Table 2 with mean-over-folds and pooled columns.
+    Upstream stages are not rerun: index.csv and tensors.h5 are written here and --allowed-rules keeps
+    Snakemake to the folds, train and aggregate rules (the full DAG is tests/test_workflow.py's)."""
+    subjects = ["s1", "s2", "s10"]
+    index = make_index({"positive": 6, "negative": 6, "surprise": 6}, subjects)
+    (tmp_path / "data" / "casme2").mkdir(parents=True)
+    index.to_csv(tmp_path / "data" / "casme2" / "index.csv", index=False)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (len(index), 2, 3, 300, 16), dtype=np.uint8)   # the smallest the net takes
+    with h5py.File(tmp_path / "data" / "casme2" / "tensors.h5", "w") as h5:
+        h5.create_dataset("x", data=x, chunks=(1, *x.shape[1:]))
+        h5["clip_id"], h5["subject"], h5["label"] = index["clip_id"].tolist(), index["subject"].tolist(), \
+            index["label"].tolist()
+        h5["label_index"] = index["label_index"].to_numpy()
+        h5.attrs["classes"] = json.dumps(CLASSES)
+    overlay = tmp_path / "loso.yaml"
+    overlay.write_text(yaml.safe_dump({"protocols": ["loso"], "methods": ["rcnn"], "train": {
+        "maps": 2, "recurrent_steps": 1, "batch_size": 16, "max_epochs": 1, "threads": 1, "precision": "fp32"}}))
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+               str(tmp_path), "--cores", "2", "--allowed-rules", "folds", "train", "aggregate",
+               "--configfile", str(REPO / "tests" / "tiny.yaml"), str(overlay), "--", "results/table2.csv"]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    assert fold_numbers(tmp_path / "data" / "casme2" / "folds" / "loso.csv") == [0, 1, 2]
+    fold_dirs = sorted((tmp_path / "results" / "casme2" / "loso" / "rcnn").iterdir())
+    assert [d.name for d in fold_dirs] == ["fold0", "fold1", "fold2"]
+    tested = [pd.read_csv(d / "predictions.csv", dtype={"subject": str}) for d in fold_dirs]
+    assert [t["subject"].unique().tolist() for t in tested] == [["s1"], ["s2"], ["s10"]]
+    table = pd.read_csv(tmp_path / "results" / "table2.csv")
+    row = table[(table["protocol"] == "loso") & (table["method"] == "rcnn")].iloc[0]
+    assert row["folds"] == 3
+    pooled = pd.concat(tested)
+    assert row["accuracy_pooled"] == pytest.approx((pooled["true"] == pooled["predicted"]).mean(), abs=1e-4)
+    per_fold = [(t["true"] == t["predicted"]).mean() for t in tested]
+    assert row["accuracy_mean"] == pytest.approx(np.mean(per_fold), abs=1e-4)
+    for metric in ("uf1", "uar"):
+        assert 0 <= row[f"{metric}_pooled"] <= 1
+
+
+# --- MEGC composite --------------------------------------------------------------------------------
+
+MEGC3 = {"happiness": "positive", "disgust": "negative", "repression": "negative", "surprise": "surprise",
+         "others": None}
+
+
+def write_source(directory: Path, seed: int, subjects: list[str]) -> tuple[Path, Path]:
+    """A CASME II-shaped source (index.csv under the paper's 4 classes + tensors.h5), random with `seed`."""
+    rng = np.random.default_rng(seed)
+    emotions = ["happiness", "disgust", "repression", "surprise", "others"] * len(subjects)
+    index = make_index({"others": len(emotions)}, subjects)
+    paper4 = {"happiness": "positive", "disgust": "negative", "repression": "others", "surprise": "surprise",
+              "others": "others"}
+    index["emotion"] = emotions
+    index["label"] = [paper4[e] for e in emotions]
+    index["label_index"] = [CLASSES.index(label) for label in index["label"]]
+    directory.mkdir(parents=True)
+    index.to_csv(directory / "index.csv", index=False)
+    x = rng.integers(0, 256, (len(index), 2, 3, 300, 16), dtype=np.uint8)
+    with h5py.File(directory / "tensors.h5", "w") as h5:
+        h5.create_dataset("x", data=x, chunks=(1, *x.shape[1:]))
+        for column in ("clip_id", "subject", "label"):
+            h5[column] = index[column].tolist()
+        h5["label_index"] = index["label_index"].to_numpy()
+        h5.attrs["classes"] = json.dumps(CLASSES)
+    return directory / "index.csv", directory / "tensors.h5"
+
+
+def test_composite_pools_datasets_relabels_and_scores_each_source(tmp_path):
+    from pipeline.composite import composite_index, composite_tensors_stage
+    from pipeline.report import fold_table, table2
+    from pipeline.train import train_fold_stage
+
+    # two synthetic CASME II-shaped datasets made with different seeds; both name a subject "01"
+    sources = {"casme2": write_source(tmp_path / "casme2", 0, ["01", "02"]),
+               "casme2b": write_source(tmp_path / "casme2b", 1, ["01", "03", "04"])}
+    classes = ["negative", "positive", "surprise"]
+    index, excluded = composite_index({name: pd.read_csv(csv, dtype={"subject": str})
+                                       for name, (csv, _) in sources.items()}, MEGC3, classes)
+    assert len(index) == 4 * 5 and len(excluded) == 5                  # "others" left out, 1 per subject
+    assert set(excluded["emotion"]) == {"others"}
+    assert sorted(index["subject"].unique()) == ["casme2/01", "casme2/02", "casme2b/01", "casme2b/03", "casme2b/04"]
+    assert index.loc[index["emotion"] == "repression", "label"].eq("negative").all()   # paper4 said others
+    composite = tmp_path / "composite"
+    composite.mkdir()
+    index.to_csv(composite / "index.csv", index=False)
+    composite_tensors_stage({name: h5 for name, (_, h5) in sources.items()}, composite / "index.csv",
+                            composite / "tensors.h5", classes)
+    with h5py.File(composite / "tensors.h5", "r") as h5, h5py.File(sources["casme2b"][1], "r") as source:
+        clip_ids = h5["clip_id"].asstr()[()].tolist()
+        row = clip_ids.index("casme2b/01_EP00")                              # a clip's variants are copied whole
+        assert (h5["x"][row] == source["x"][0]).all()
+        assert json.loads(h5.attrs["classes"]) == classes
+        assert h5["label"].asstr()[row] == "positive" and h5["source"].asstr()[row] == "casme2b"
+
+    folds = loso_folds(index)                                          # LOSO over all 5 subjects
+    assert folds["fold"].nunique() == 5
+    folds.to_csv(composite / "loso.csv", index=False)
+    out = tmp_path / "results" / "composite" / "composite" / "rcnn" / "fold2"
+    train_fold_stage(composite / "tensors.h5", composite / "loso.csv", 2, out, method="rcnn", maps=2,
+                     recurrent_steps=1, batch_size=16, lr=0.01, lr_decay=0.5, min_lr=0.01, max_epochs=1,
+                     momentum=0.9, weight_decay=5e-4, seed=0, device="cpu", threads=1, precision="fp32")
+    scores = json.loads((out / "metrics.json").read_text())
+    assert list(scores["by_source"]) == ["casme2b"]                    # fold 2 = subject casme2b/01
+    assert scores["by_source"]["casme2b"] == scores["confusion"]
+    table = table2(fold_table([out / "metrics.json"]), {"composite": {"layout": "composite", "synthetic": True}})
+    assert table["dataset"].tolist() == ["composite", "composite/casme2b"]
+    assert table["accuracy_pooled"].iloc[1] == pytest.approx(scores["accuracy"], abs=1e-4)

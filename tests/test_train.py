@@ -147,7 +147,7 @@ def write_tiny_store(tmp_path, n_clips=24):
 # threads=1: on a busy 2-core machine two OpenMP threads stall on tiny ops (seconds per epoch).
 TRAIN_PARAMS = dict(method="rcnn", maps=4, recurrent_steps=1, batch_size=8, lr=0.05, lr_decay=0.8,
                     min_lr=0.001, max_epochs=10, momentum=0.9, weight_decay=5e-4, seed=0, device="cpu",
-                    threads=1)
+                    threads=1, precision="bf16")
 
 
 @pytest.fixture(scope="module")
@@ -232,3 +232,17 @@ def test_cnn_method_drops_the_recurrent_steps(tmp_path):
     assert not any(".recurrent." in key for key in checkpoint["state_dict"])
     with pytest.raises(MerflowError, match="unknown method"):
         train_fold_stage(tensors, folds, 1, tmp_path / "x", **{**params, "method": "lstm"})
+
+
+def test_bf16_is_deterministic_and_fp32_learns_the_same_task(trained, tmp_path):
+    """The fixture's two runs are bf16 (the default) and byte-identical (test above); fp32 also learns
+    the task, its probabilities close to bf16's, and metrics.json says which precision made them."""
+    tensors, folds, (bf16_run, _) = trained
+    train_fold_stage(tensors, folds, 0, tmp_path / "fp32", **{**TRAIN_PARAMS, "precision": "fp32"})
+    bf16, fp32 = (json.loads((d / "metrics.json").read_text()) for d in (bf16_run, tmp_path / "fp32"))
+    assert (bf16["precision"], fp32["precision"]) == ("bf16", "fp32")
+    assert fp32["accuracy"] >= 0.875
+    p_bf16, p_fp32 = (pd.read_csv(d / "predictions.csv")["p_twitch"] for d in (bf16_run, tmp_path / "fp32"))
+    assert np.abs(p_bf16 - p_fp32).max() < 0.2
+    with pytest.raises(MerflowError, match="precision"):
+        train_fold_stage(tensors, folds, 0, tmp_path / "x", **{**TRAIN_PARAMS, "precision": "fp16"})

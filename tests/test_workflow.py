@@ -64,7 +64,7 @@ def test_whole_pipeline_writes_every_artifact(tiny_run):
     # The folds rule is a checkpoint, so the training jobs join the DAG during the run: count finished jobs.
     counts = finished_jobs(result.stdout + result.stderr)
     assert counts == {"synth": 1, "index": 1, "align": 1, "magnify": 1, "tensors": 1, "folds": 1, "train": 5,
-                      "aggregate": 1, "report": 1}
+                      "lbptop": 5, "aggregate": 1, "report": 1}
     data = workdir / "data" / "casme2"
     for name in ("index.csv", "excluded.csv", "aligned.h5", "magnified.h5", "tensors.h5", "folds/kfold5.csv"):
         assert (data / name).is_file(), name
@@ -80,10 +80,16 @@ def test_whole_pipeline_writes_every_artifact(tiny_run):
         for name in ("model.pt", "predictions.csv", "metrics.json", "train_log.csv"):
             assert (fold_dir / name).is_file(), f"fold{fold}/{name}"
     table = pd.read_csv(workdir / "results" / "table2.csv")
-    row = table.iloc[0]
+    assert table["method"].tolist() == ["lbptop", "rcnn"]
+    row = table.iloc[1]
     assert (row["method"], row["dataset"], row["protocol"], row["folds"]) == ("rcnn", "casme2", "kfold5", 5)
     assert row["data"] == "synthetic" and row["paper_accuracy"] == pytest.approx(0.658)
     assert 0 <= row["accuracy_mean"] <= 1 and row["accuracy_std"] >= 0
+    baseline = table.iloc[0]          # LBP-TOP + SVM on the aligned faces, same folds
+    assert baseline["folds"] == 5 and baseline["paper_accuracy"] == pytest.approx(0.592)
+    assert 0 <= baseline["accuracy_mean"] <= 1
+    for fold in range(5):
+        assert (workdir / "results" / "casme2" / "kfold5" / "lbptop" / f"fold{fold}" / "predictions.csv").is_file()
     page = (workdir / "results" / "report.html").read_text()
     assert "Table 2" in page and page.count("<img") >= 3
     for rule in ("synth", "index", "align", "magnify", "tensors", "aggregate", "report"):
@@ -108,3 +114,21 @@ def test_changing_a_training_param_reruns_only_training_and_aggregation(tiny_run
     assert {rule for rule, n in planned.items() if n} == {"train", "aggregate", "report"}
     assert planned["train"] == 5
     assert finished_jobs(result.stdout + result.stderr) == {"train": 5, "aggregate": 1, "report": 1}
+
+
+def test_snakemake_report_holds_the_same_figures(tiny_run):
+    """`snakemake --report report.zip` (the figures are registered with report() in the report rule)."""
+    import zipfile
+    workdir, _ = tiny_run
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--configfile", str(TINY), "--report", str(workdir / "report.zip")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    assert result.returncode == 0, result.stderr[-4000:]
+    names = zipfile.ZipFile(workdir / "report.zip").namelist()
+    figures = sorted(str(p.relative_to(workdir / "results" / "figures"))
+                     for p in (workdir / "results" / "figures").rglob("*.png"))
+    assert "summary/fold_metrics.png" in figures and "jitter/casme2_" in " ".join(figures)
+    for figure in figures:
+        assert any(name.endswith(Path(figure).name) for name in names), figure
+    assert any(name.endswith("table2.csv") for name in names) and any(name.endswith("report.html") for name in names)

@@ -1,1 +1,32 @@
-"""Hand-crafted baselines of the paper's Table 2."""
+"""The other rows of the paper's Table 2: hand-crafted baselines (LBP-TOP, LBP-SIP, TICS, MDMO, each with
+a linear SVM) and the pre-trained CNN. The plain CNN row is pipeline.train's method "cnn".
+
+This module only names the methods and says which of them can run (it imports nothing heavy, because
+the Snakefile reads it when it builds the DAG); the methods live in the modules beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+HANDCRAFTED = ("lbptop", "lbpsip", "tics", "mdmo")
+BASELINES = (*HANDCRAFTED, "pretrained_cnn")
+TRAINED = ("rcnn", "cnn")                    # pipeline.train's methods, run by the train rule
+NEEDS_WEIGHTS = "not run: needs pre-trained weights"
+
+
+def not_run_reason(params: Mapping, method: str) -> str | None:
+    """Why `method` cannot run with these params (shown in Table 2 instead of a number), or None."""
+    if method == "pretrained_cnn" and not params.get("pretrained_cnn", {}).get("weights"):
+        return NEEDS_WEIGHTS
+    return None
+
+
+def methods_to_run(params: Mapping) -> list[str]:
+    """The methods of params['methods'] that have per-fold jobs, in their order."""
+    return [m for m in params["methods"] if not_run_reason(params, m) is None]
+
+
+def methods_not_run(params: Mapping) -> dict[str, str]:
+    """method -> reason, for the methods of params['methods'] that cannot run."""
+    return {m: reason for m in params["methods"] if (reason := not_run_reason(params, m)) is not None}

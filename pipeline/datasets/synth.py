@@ -30,6 +30,7 @@ import re
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,7 +104,24 @@ EXPRESSIONS: dict[str, tuple[str, list[Movement]]] = {
     # AU7 lid tightener (lower lids up) + unilateral AU14 dimpler (right lip corner pulled in).
     "others": ("7+R14", [Movement("lower lid", (40, 41), (47, 46), out=0, up=1, weight=1.0),
                          Movement("lip corner", (48,), (), out=-1, up=0.2, weight=0.8)]),
+    # Emotions of the other layouts (CASME, SAMM). Unilateral AU12+AU14: one lip corner up and in.
+    "contempt": ("R12+R14", [Movement("lip corner", (48,), (), out=-0.5, up=0.85, weight=1.0),
+                             Movement("upper lip side", (49,), (), out=-0.3, up=0.9, weight=0.6)]),
+    # AU4+AU5+AU23: brows down and together, lips tightened (corners drawn in).
+    "anger": ("4+5+23", [Movement("inner brow", (20, 21), (23, 22), out=-0.6, up=-0.8, weight=1.0),
+                         Movement("lip corner", (48,), (54,), out=-1, up=0, weight=0.8)]),
+    # AU7+AU24: lids tightened (lower lids up), lips pressed (lower lip up) (CASME's "tense").
+    "tense": ("7+24", [Movement("lower lid", (40, 41), (47, 46), out=0, up=1, weight=1.0),
+                       Movement("lower lip", (56, 57, 58), (), out=0, up=1, weight=0.8)]),
 }
+# Labels of other layouts drawn with one of the patterns above.
+MOTION_OF = {"positive": "happiness", "negative": "disgust", "other": "others"}
+
+
+def motion_of(emotion: str) -> str:
+    """The EXPRESSIONS key that draws a dataset's emotion label (SMIC's "negative", SAMM's "Other", ...)."""
+    key = emotion.lower()
+    return MOTION_OF.get(key, key)
 
 
 @dataclass(frozen=True)
@@ -140,8 +158,10 @@ def generate_casme2(out_dir: Path, *, seed: int, subjects: int, clips_per_subjec
         progress = tqdm(total=sum(p.offset - p.onset + 1 for p in plans), unit="frame",
                         desc="synthetic CASME II")
         for plan in plans:
-            truth_rows += write_clip(tmp_dir, plan, identities[plan.subject - 1], seed=seed, width=width,
-                                     height=height, amplitude_px=amplitude_px, noise_sigma=noise_sigma,
+            truth_rows += write_clip(tmp_dir / FRAMES_DIR / f"sub{plan.subject:02d}" / plan.filename,
+                                     lambda n: f"img{n}.jpg", plan, identities[plan.subject - 1],
+                                     clip_id=plan.clip_id, subject=f"sub{plan.subject:02d}", seed=seed,
+                                     width=width, height=height, amplitude_px=amplitude_px, noise_sigma=noise_sigma,
                                      head_jitter_px=head_jitter_px, jpeg_quality=jpeg_quality, progress=progress)
         progress.close()
         write_coding_sheet(tmp_dir / SHEET_NAME, plans)
@@ -153,25 +173,37 @@ def generate_casme2(out_dir: Path, *, seed: int, subjects: int, clips_per_subjec
         raise
 
 
-def write_clip(tree: Path, plan: ClipPlan, identity: Identity, *, seed: int, width: int, height: int,
-               amplitude_px: float, noise_sigma: float, head_jitter_px: float, jpeg_quality: int,
-               progress: tqdm) -> list[dict]:
-    """Render and write one clip's frames; return its rows of synth_truth.csv."""
-    clip_dir = tree / FRAMES_DIR / f"sub{plan.subject:02d}" / plan.filename
+def write_clip(clip_dir: Path, frame_name: Callable[[int], str], plan: ClipPlan, identity: Identity, *,
+               clip_id: str, subject: str, seed: int, width: int, height: int, amplitude_px: float,
+               noise_sigma: float, head_jitter_px: float, jpeg_quality: int, progress: tqdm,
+               grey: bool = False) -> list[dict]:
+    """Render one clip and write its frames as clip_dir / frame_name(n) for n = onset..offset (grey:
+    single-channel images, as SAMM's camera); return its rows of synth_truth.csv."""
     clip_dir.mkdir(parents=True)
     rng = np.random.default_rng([seed, plan.subject, plan.clip])      # independent of the other clips
     neutral, landmarks = clip_neutral(identity, rng, width=width, height=height)
     intensity = amplitude_px * rng.uniform(0.85, 1.15)
-    centres, vectors, regions = commanded_displacements(plan.emotion, landmarks, intensity)
+    centres, vectors, regions = commanded_displacements(motion_of(plan.emotion), landmarks, intensity)
     field = displacement_field((height, width), centres, vectors, RBF_SIGMA_IOD * inter_ocular(landmarks))
     n_frames = plan.offset - plan.onset + 1
     profile = motion_profile(n_frames, plan.apex - plan.onset)
     jitter = head_jitter(rng, n_frames, head_jitter_px)
     for t in range(n_frames):
         frame = render_frame(neutral, field, profile[t], jitter[t], camera_noise(rng, neutral.shape, noise_sigma))
-        write_rgb(clip_dir / f"img{plan.onset + t}.jpg", frame, jpeg_quality)
+        if grey:
+            write_grey(clip_dir / frame_name(plan.onset + t), cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), jpeg_quality)
+        else:
+            write_rgb(clip_dir / frame_name(plan.onset + t), frame, jpeg_quality)
         progress.update()
-    return truth_records(plan, identity.name, regions, centres, field)
+    return truth_records(plan, identity.name, regions, centres, field, clip_id=clip_id, subject=subject)
+
+
+def write_grey(path: Path, image: np.ndarray, jpeg_quality: int) -> None:
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    ok, buffer = cv2.imencode(path.suffix, image, params)
+    if not ok:
+        raise OSError(f"could not encode {path}")
+    buffer.tofile(path)
 
 
 def check_synth_params(*, subjects: int, clips_per_subject: int, frames_min: int, frames_max: int,
@@ -190,15 +222,17 @@ def check_synth_params(*, subjects: int, clips_per_subject: int, frames_min: int
 # --- what each clip shows -------------------------------------------------------------------------
 
 def plan_clips(*, seed: int, subjects: int, clips_per_subject: int, frames_min: int,
-               frames_max: int) -> list[ClipPlan]:
+               frames_max: int, emotion_groups: dict[str, list[str]] | None = None) -> list[ClipPlan]:
     """Emotion, episode name and frame numbers of every clip.
 
     Subject s (0-based) gets the classes s, s+1, ... (mod 4) in a shuffled order, so with 4 or more
     clips every subject shows all four classes, and with fewer the classes still rotate over subjects.
     Within a class the emotions take turns over the whole dataset, so every emotion occurs.
+    `emotion_groups` (class -> the layout's emotion labels) defaults to CASME II's.
     """
+    groups = emotion_groups or EMOTION_GROUPS
     rng = np.random.default_rng([seed, 0xC11])
-    classes = list(EMOTION_GROUPS)
+    classes = list(groups)
     turns = dict.fromkeys(classes, 0)
     plans = []
     for s in range(subjects):
@@ -208,7 +242,7 @@ def plan_clips(*, seed: int, subjects: int, clips_per_subject: int, frames_min: 
         # CASME II marks some episodes with a trailing "f".
         videos = np.sort(rng.choice(np.arange(1, max(20, clips_per_subject) + 1), clips_per_subject, replace=False))
         for clip, (group, video) in enumerate(zip(subject_classes, videos, strict=True)):
-            emotion = EMOTION_GROUPS[group][turns[group] % len(EMOTION_GROUPS[group])]
+            emotion = groups[group][turns[group] % len(groups[group])]
             turns[group] += 1
             n_frames = int(rng.integers(frames_min, frames_max + 1))
             onset = int(rng.integers(1, 400))
@@ -352,7 +386,7 @@ def camera_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float)
 # --- files ----------------------------------------------------------------------------------------
 
 def truth_records(plan: ClipPlan, identity: str, regions: list[str], centres: np.ndarray,
-                  field: np.ndarray) -> list[dict]:
+                  field: np.ndarray, *, clip_id: str, subject: str) -> list[dict]:
     """One row per moved region: the field's mean displacement over the region's landmarks at the apex
     (what the generator commanded; dlib's re-detected landmarks would jitter by about as much)."""
     at_landmarks = field_at(field, centres)
@@ -361,8 +395,8 @@ def truth_records(plan: ClipPlan, identity: str, regions: list[str], centres: np
         members = [i for i, name in enumerate(regions) if name == region]
         dx, dy = at_landmarks[members].mean(axis=0)
         x, y = centres[members].mean(axis=0)
-        rows.append({"clip_id": plan.clip_id, "subject": f"sub{plan.subject:02d}", "identity": identity,
-                     "emotion": plan.emotion, "action_units": EXPRESSIONS[plan.emotion][0],
+        rows.append({"clip_id": clip_id, "subject": subject, "identity": identity,
+                     "emotion": plan.emotion, "action_units": EXPRESSIONS[motion_of(plan.emotion)][0],
                      "onset": plan.onset, "apex": plan.apex, "offset": plan.offset, "region": region,
                      "landmark_x": f"{x:.2f}", "landmark_y": f"{y:.2f}", "apex_dx_px": f"{dx:.4f}",
                      "apex_dy_px": f"{dy:.4f}", "apex_displacement_px": f"{np.hypot(dx, dy):.4f}"})

@@ -3,6 +3,7 @@
 from snakemake.utils import validate
 
 from pipeline import paths
+from pipeline.baselines import BASELINES, TRAINED, methods_not_run, methods_to_run
 from pipeline.config import stage_params, validate_params
 from pipeline.protocols import fold_numbers
 from pipeline.stages import PACKAGE_ROOT, code_deps
@@ -36,7 +37,7 @@ def fold_dirs(wildcards):
     for ds in config["datasets"]:
         for protocol in config["protocols"]:
             folds_csv = checkpoints.folds.get(ds=ds, protocol=protocol).output.folds
-            for method in config["methods"]:
+            for method in methods_to_run(config):  # not the pre-trained CNN without weights
                 for fold in fold_numbers(folds_csv):
                     dirs.append(paths.FOLD_DIR.format(ds=ds, protocol=protocol, method=method, fold=fold))
     return dirs

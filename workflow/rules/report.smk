@@ -6,9 +6,13 @@ rule aggregate:
         metrics=fold_metrics,
         code=code("aggregate"),
     output:
-        table=paths.TABLE2,
+        table=report(paths.TABLE2, caption="../report/table2.rst", category="Table 2"),
+        metrics=paths.METRICS,  # DVC's metrics file (dvc metrics show)
+        folds=paths.FOLD_METRICS,  # DVC's plots file (dvc plots show: accuracy per fold)
     params:
         datasets={ds: config["dataset"][ds] for ds in config["datasets"]},
+        protocols=config["protocols"],
+        not_run=methods_not_run(config),
     log:
         "logs/aggregate.log",
     conda:
@@ -30,9 +34,18 @@ rule report:
         predictions=fold_predictions,
         align_qc=expand(paths.ALIGN_QC, ds=config["datasets"]),
         magnify_qc=expand(paths.MAGNIFY_QC, ds=config["datasets"]),
+        tensors=expand(paths.TENSORS, ds=config["datasets"]),
         code=code("report"),
     output:
-        report=paths.REPORT,
+        # The same figures twice: embedded in the page, and as PNGs for `snakemake --report report.zip`.
+        report=report(paths.REPORT, caption="../report/report.rst", category="HTML report"),
+        figures=report(
+            directory(paths.FIGURES),
+            patterns=["{kind}/{name}.png"],
+            caption="../report/figures.rst",
+            category="{kind}",
+            labels={"figure": "{name}"},
+        ),
     log:
         "logs/report.log",
     conda:

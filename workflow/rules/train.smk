@@ -15,6 +15,8 @@ rule train:
         p=lambda wildcards: stage_params(config, "train", method=wildcards.method),
     log:
         "logs/train/{ds}_{protocol}_{method}_fold{fold}.log",
+    wildcard_constraints:
+        method="|".join(TRAINED),  # the baselines' rules (baselines.smk) write the other methods' folds
     conda:
         "../../environment.yml"
     threads: config["train"]["threads"]

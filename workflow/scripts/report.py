@@ -3,4 +3,5 @@ from pipeline.report import report_stage
 from pipeline.runner import run_logged
 
 run_logged(snakemake.log[0], report_stage, snakemake.input.table, snakemake.input.metrics,
-           snakemake.input.predictions, snakemake.input.align_qc, snakemake.input.magnify_qc, snakemake.output.report)
+           snakemake.input.predictions, snakemake.input.align_qc, snakemake.input.magnify_qc, snakemake.output.report,
+           tensors_paths=snakemake.input.tensors, figures_dir=snakemake.output.figures)

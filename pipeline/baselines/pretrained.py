@@ -1,0 +1,159 @@
+"""The paper's "Pre-trained CNNs" row: VGG-Face (a VGG-16, Parkhi et al. 2015) fine-tuned on single frames.
+
+merflow cannot download weights, so the user supplies them: `pretrained_cnn.weights` names a PyTorch
+state_dict of a VGG-16 in torchvision's layout (features.0.weight ... classifier.6.bias; VGG-Face
+converted to it, or any VGG-16). Channel widths are read from the file, so the same code loads the
+full network or a small one. The convolutions and the first two fully connected layers come from
+the file; the last layer is replaced by a new one with one output per class (the 2622 identities
+of VGG-Face mean nothing here). Frames are RGB in [0, 1], standardised with ImageNet's mean and std
+(torchvision's convention), resized to input_size x input_size.
+
+Training (Sec. III-D of the paper: "recognize micro-expressions for single images"): every training
+clip gives `frames_per_clip` frames evenly spaced from onset to offset, each labelled with its clip's
+class; SGD with momentum for `epochs` epochs. A test clip's prediction is the mean softmax over its
+frames. No model file is written (a VGG-16 is 0.5 GB per fold); predictions.csv and metrics.json are.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.artifacts import provenance
+from pipeline.baselines.classify import split_by_fold, write_fold_outputs
+from pipeline.baselines.clips import iter_aligned_clips, resize_frames
+from pipeline.errors import MerflowError
+
+# VGG-16: conv widths by block, "M" = 2x2 max pooling (torchvision's configuration "D").
+VGG16_LAYOUT = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def conv_indices() -> list[int]:
+    """Positions of the 13 convolutions in torchvision's `features` Sequential (conv, ReLU, ..., pool)."""
+    indices, position = [], 0
+    for item in VGG16_LAYOUT:
+        if item == "M":
+            position += 1
+        else:
+            indices.append(position)
+            position += 2
+    return indices
+
+
+class VGG16(nn.Module):
+    """torchvision's VGG-16 module layout (so its state_dict keys load as they are), any widths."""
+
+    def __init__(self, conv_widths: Sequence[int], fc_widths: Sequence[int], n_classes: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        widths = iter(conv_widths)
+        in_channels = 3
+        for item in VGG16_LAYOUT:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                out_channels = next(widths)
+                layers += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True)]
+                in_channels = out_channels
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))     # as torchvision: any input size >= 32 works
+        self.classifier = nn.Sequential(
+            nn.Linear(in_channels * 49, fc_widths[0]), nn.ReLU(inplace=True), nn.Dropout(),
+            nn.Linear(fc_widths[0], fc_widths[1]), nn.ReLU(inplace=True), nn.Dropout(),
+            nn.Linear(fc_widths[1], n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def load_pretrained(weights: str | os.PathLike, n_classes: int, seed: int) -> VGG16:
+    """A VGG16 with the file's convolutions and fc6/fc7, and a new seeded last layer of n_classes."""
+    path = Path(weights)
+    if not path.is_file():
+        raise MerflowError(f"pretrained_cnn.weights: {path} is not a file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:       # torch raises many types for a file that is not a state_dict
+        raise MerflowError(f"pretrained_cnn.weights: {path} is not a PyTorch state_dict ({error})") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    needed = [f"features.{i}.{p}" for i in conv_indices() for p in ("weight", "bias")]
+    needed += [f"classifier.{i}.{p}" for i in (0, 3) for p in ("weight", "bias")]
+    missing = [key for key in needed if key not in state]
+    if missing:
+        raise MerflowError(f"pretrained_cnn.weights: {path} is not a VGG-16 state_dict in torchvision's layout; "
+                           f"missing {missing[:4]}{' ...' if len(missing) > 4 else ''}")
+    conv_widths = [int(state[f"features.{i}.weight"].shape[0]) for i in conv_indices()]
+    fc_widths = [int(state["classifier.0.weight"].shape[0]), int(state["classifier.3.weight"].shape[0])]
+    torch.manual_seed(seed)
+    model = VGG16(conv_widths, fc_widths, n_classes)
+    try:
+        model.load_state_dict({key: state[key] for key in needed}, strict=False)
+    except RuntimeError as error:
+        raise MerflowError(f"pretrained_cnn.weights: {path} does not fit a VGG-16 ({error})") from None
+    return model
+
+
+def clip_frames(frames: np.ndarray, n_frames: int, input_size: int) -> np.ndarray:
+    """(n, 3, S, S) float32 network inputs: n frames evenly spaced from onset to offset, standardised."""
+    pick = np.unique(np.round(np.linspace(0, len(frames) - 1, n_frames)).astype(int))
+    images = resize_frames(frames[pick], input_size, input_size).astype(np.float32) / 255.0
+    images = (images - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+
+
+def pretrained_cnn_fold_stage(aligned_h5: Path, folds_csv: Path, fold: int, out_dir: Path, *, classes: Sequence[str],
+                              weights: str | None, input_size: int, frames_per_clip: int, epochs: int, lr: float,
+                              batch_size: int, momentum: float, weight_decay: float, seed: int, threads: int) -> None:
+    """Fine-tune the user's VGG-16 on the training clips' frames of one fold and test on the fold."""
+    started = time.perf_counter()
+    fold = int(fold)
+    if not weights:
+        raise MerflowError("pretrained_cnn needs pretrained_cnn.weights (a VGG-16 state_dict); without it the "
+                           "method is reported as not run and has no fold jobs")
+    params = dict(weights=os.fspath(weights), input_size=input_size, frames_per_clip=frames_per_clip, epochs=epochs,
+                  lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, seed=seed)
+    torch.set_num_threads(threads)
+    class_index = {name: i for i, name in enumerate(classes)}
+    inputs, table = [], []
+    for clip in iter_aligned_clips(aligned_h5):
+        if clip.label not in class_index:
+            raise MerflowError(f"{aligned_h5}: clip {clip.clip_id} has label {clip.label!r}, not in {list(classes)}")
+        inputs.append(clip_frames(clip.frames, frames_per_clip, input_size))
+        table.append({"clip_id": clip.clip_id, "subject": clip.subject, "label": clip.label})
+    clips = pd.DataFrame(table)
+    folds = pd.read_csv(folds_csv, dtype={"clip_id": str, "subject": str, "label": str})
+    train_rows, test_rows = split_by_fold(clips, folds, fold, os.fspath(aligned_h5))
+
+    model = load_pretrained(weights, len(classes), seed)
+    x_train = torch.from_numpy(np.concatenate([inputs[r] for r in train_rows]))
+    y_train = torch.from_numpy(np.concatenate([np.full(len(inputs[r]), class_index[clips["label"][r]])
+                                               for r in train_rows]))
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        for batch in torch.randperm(len(x_train), generator=generator).split(batch_size):
+            loss = F.cross_entropy(model(x_train[batch]), y_train[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    with torch.inference_mode():
+        probabilities = np.stack([model(torch.from_numpy(inputs[r])).softmax(dim=1).mean(dim=0).numpy()
+                                  for r in test_rows]).astype(np.float64)
+    write_fold_outputs(out_dir, clips.iloc[test_rows], probabilities, classes, {
+        "n_train_clips": len(train_rows), "n_train_samples": len(x_train), "method": "pretrained_cnn", "fold": fold,
+        "seconds": round(time.perf_counter() - started, 3),
+        "provenance": provenance("pretrained_cnn", {**params, "fold": fold},
+                                 {"aligned": aligned_h5, "folds": folds_csv, "weights": weights})})

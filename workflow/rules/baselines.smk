@@ -1,0 +1,37 @@
+# The other rows of Table 2: one job per (dataset, protocol, fold) for each baseline method, reading the
+# aligned (not magnified) faces and the same folds file as training, writing the same per-fold files.
+# One rule per method (named after it, with its own params section), made by the loop below.
+# The pre-trained CNN's rule runs only when pretrained_cnn.weights names a file (common.smk, fold_dirs).
+
+
+def baseline_inputs(method):
+    inputs = {"aligned": paths.ALIGNED, "folds": paths.FOLDS, "code": code(method)}
+    if method == "pretrained_cnn" and config["pretrained_cnn"]["weights"]:
+        inputs["weights"] = config["pretrained_cnn"]["weights"]  # new weights rerun the folds
+    return inputs
+
+
+for baseline in BASELINES:
+
+    rule:
+        name:
+            baseline
+        input:
+            **baseline_inputs(baseline),
+        output:
+            predictions=f"{paths.FOLD_DIR.replace('{method}', baseline)}/predictions.csv",
+            metrics=f"{paths.FOLD_DIR.replace('{method}', baseline)}/metrics.json",
+        params:
+            p=lambda wildcards, method=baseline: stage_params(config, method, ds=wildcards.ds),
+        log:
+            f"logs/{baseline}/{{ds}}_{{protocol}}_fold{{fold}}.log",
+        conda:
+            "../../environment.yml"
+        threads: config["pretrained_cnn"]["threads"] if baseline == "pretrained_cnn" else 1
+        resources:
+            mem_mb=8000 if baseline == "pretrained_cnn" else 2000,
+            runtime=240 if baseline == "pretrained_cnn" else 30,
+        message:
+            f"{baseline} on {{wildcards.ds}}, {{wildcards.protocol}} fold {{wildcards.fold}}"
+        script:
+            "../scripts/baselines.py"
