@@ -35,12 +35,19 @@ lint: install
 
 # The EVM peers live in their own venv, never in merflow's. pyeulervid needs Python >= 3.12: the
 # first one found is used (set BENCH_PYTHON to choose); vidmag is built without its CUDA extension.
+# BENCH_ARGS goes to bench/evm.py, e.g. make bench BENCH_ARGS='--repeats 5 --json /tmp/evm.json'.
 BENCH_VENV := .venv-bench
 BENCH_PYTHON ?= $(shell for p in python3.13 python3.12 $(wildcard $(HOME)/.pyenv/versions/3.1[2-9]*/bin/python3); \
 	do $$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && echo $$p && break; done)
 
 bench: install $(BENCH_VENV)/.installed
-	$(BIN)/python bench/evm.py
+	$(BIN)/python bench/evm.py $(BENCH_ARGS)
+
+# The Table 2 baselines' feature extractors per clip, and LBP-TOP against scikit-image (bench/README.md).
+# Needs only merflow's venv; pass e.g. BENCH_BASELINES_ARGS='--aligned data/casme2/aligned.h5'.
+.PHONY: bench-baselines
+bench-baselines: install
+	$(BIN)/python bench/baselines.py $(BENCH_BASELINES_ARGS)
 
 $(BENCH_VENV)/.installed: bench/requirements-peers.txt
 	@test -n "$(BENCH_PYTHON)" || { echo "make bench: no Python >= 3.12 found for pyeulervid; set BENCH_PYTHON"; exit 1; }

@@ -20,6 +20,7 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/ablations.smk"
 
 
 rule all:

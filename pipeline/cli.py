@@ -60,6 +60,11 @@ def cmd_check_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_stage(args: argparse.Namespace) -> None:
+    from pipeline.ablations import DVC_STAGES, run_ablation_stage
+    if args.name in DVC_STAGES:         # the ablation grid (pipeline/ablations.py)
+        run_ablation_stage(_load(args.params), args.name, ds=args.dataset, protocol=args.protocol, fold=args.fold,
+                           key=args.key)
+        return
     from pipeline.stages import run_stage
     run_stage(_load(args.params), args.name, ds=args.dataset, protocol=args.protocol, method=args.method,
               fold=args.fold)
@@ -163,11 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     stage = sub.add_parser("stage", help="run one pipeline stage (what each DVC stage runs)")
     stage.add_argument("name", choices=["synth", "index", "align", "magnify", "tensors", "folds", "train",
-                                        "lbptop", "lbpsip", "tics", "mdmo", "pretrained_cnn", "aggregate", "report"])
+                                        "lbptop", "lbpsip", "tics", "mdmo", "pretrained_cnn", "aggregate", "report",
+                                        "ablation_magnify", "ablation_tensors", "ablation_train", "ablations"])
     stage.add_argument("--dataset", help="dataset name (for synth: the layout)")
     stage.add_argument("--protocol")
     stage.add_argument("--method")
     stage.add_argument("--fold", type=int)
+    stage.add_argument("--key", help="an ablation setting's artifact key (the ablation_* stages)")
     stage.add_argument("--params", nargs="+", default=["params.yaml"], help=params_help)
     stage.set_defaults(func=cmd_stage)
 

@@ -81,7 +81,8 @@ def stage_params(params: Mapping, stage: str, ds: str | None = None, method: str
         entry, mapping = params["dataset"][ds], params["mappings"][params["dataset"][ds]["mapping"]]
         return {"dataset": ds, "layout": entry["layout"], "root": entry["root"], "fps": entry["fps"],
                 "emotions": dict(mapping["emotions"]), "classes": list(mapping["classes"]),
-                "on_bad_clip": params["index"]["on_bad_clip"], "variant": entry.get("variant")}
+                "on_bad_clip": params["index"]["on_bad_clip"], "variant": entry.get("variant"),
+                "registered": bool(entry.get("registered", False))}
     if stage in ("align", "magnify"):
         return dict(params[stage])
     if stage == "tensors":

@@ -15,15 +15,24 @@ frame in YIQ with the chrominance attenuated. This module reproduces the MIT MAT
   level; alpha_l = exaggeration * (lambda / delta / 8 - 1), capped at alpha, delta = lambda_c / 8 /
   (1 + alpha); the finest level and the residual get no gain;
 * the reconstructed band, I and Q scaled by chrom_attenuation, is added to EVERY frame; RGB is clipped
-  to [0, 1] and rounded as `im2uint8`.
+  to [0, 255] grey levels and rounded (OpenCV's saturate_cast: MATLAB's im2uint8 except at exact
+  .5 ties, which go to even).
 
-Everything between the colour conversion and the final clip is linear, which the implementation uses
-to be fast without changing the result: only the amplified levels are built and filtered (the finest
-level and the residual have zero gain), the pyramid steps are OpenCV's pyrDown / pyrUp (which compute
-corrDn / upConv exactly, see `reduce` and `expand`), and the band is converted to RGB and added to the
-RGB input (equal to ntsc2rgb(rgb2ntsc(frame) + band) with an exact inverse, and exact for a static
-clip). Frames are processed one at a time, as the MIT loop does: arrays stay cache-sized and memory
-holds one frame's pyramid and the two low-pass states.
+Everything between the colour conversion and the final clip is linear and the same on every channel,
+which the implementation uses to be fast without changing the result (float32 rounding aside):
+only the amplified levels are built and filtered (the finest level and the residual have zero
+gain); the pyramid steps are OpenCV's pyrDown / pyrUp (which compute corrDn / upConv exactly, see
+`reduce` and `expand`); and "to YIQ, attenuate I and Q, back to RGB" is one 3x3 matrix applied to the
+level-1 Gaussian image (a quarter of the pixels) instead of two full-size conversions, so the band
+comes out in RGB and is added to the RGB frame (equal to ntsc2rgb(rgb2ntsc(frame) + band) with an
+exact inverse, and exact for a static clip). Frames stream in chunks of CHUNK_FRAMES: each frame's
+pyramid is built into one flat float32 row (all levels), the two low-passes run over the rows in
+time order (one fused OpenCV pass per low-pass and frame, over all levels at once), and each row is
+collapsed and added to its frame; memory holds one chunk, whatever the clip length. Analysis and
+synthesis of a chunk's frames are independent, so `threads` > 1 runs them on a thread pool (OpenCV
+releases the GIL); on the 2-core machine this pays for large frames only (bench/README.md). (The
+recursion over a chunk can also be written as one matrix product; measured, that was slower: OpenBLAS's
+threads stall on a busy 2-core machine, and on one thread it is no faster than the fused passes.)
 """
 
 from __future__ import annotations
@@ -31,10 +40,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -42,6 +50,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.artifacts import (
+    atomic_directory,
     atomic_output,
     clip_ids,
     iter_clips,
@@ -68,6 +77,7 @@ BINOMIAL_TAPS = 5
 
 EYES_ROW_FRACTION = 0.36       # aligned faces: eye centres' row (params.yaml align.eye_y)
 MOUTH_ROW_FRACTION = 0.75      # aligned faces: mouth row, for the QC time slices
+CHUNK_FRAMES = 16              # frames analysed / synthesised per step (memory: this many frames)
 QC_MIN_HEIGHT_PX = 256         # QC images are enlarged (nearest neighbour) to about this height
 
 
@@ -186,11 +196,12 @@ def _last_output(image: np.ndarray, length: int, axis: int) -> np.ndarray:
 
 def magnify(frames: np.ndarray, *, alpha: float = 10, lambda_c: float = 16, r1: float = 0.4,
             r2: float = 0.05, chrom_attenuation: float = 0.1, exaggeration: float = 2,
-            device: str | None = None) -> np.ndarray:
+            device: str | None = None, threads: int = 1) -> np.ndarray:
     """Magnify a uint8 (T, H, W, 3) RGB clip as amplify_spatial_lpyr_temporal_iir.m; same shape out.
 
     `device` None runs the NumPy/OpenCV code below (the fastest on a CPU); a torch device ("cuda",
-    "cuda:1", "cpu") runs `pipeline.evm_torch.magnify_torch` there, the same to within 1 grey level."""
+    "cuda:1", "cpu") runs `pipeline.evm_torch.magnify_torch` there, the same to within 1 grey level.
+    `threads` > 1 analyses and synthesises frames on that many threads; the result is the same."""
     if device is not None:
         from pipeline.evm_torch import magnify_torch  # torch is imported only when asked for
         return magnify_torch(frames, alpha=alpha, lambda_c=lambda_c, r1=r1, r2=r2,
@@ -200,52 +211,88 @@ def magnify(frames: np.ndarray, *, alpha: float = 10, lambda_c: float = 16, r1: 
     n_frames, height, width, _ = frames.shape
     if n_frames == 0 or height < 2 or width < 2:
         raise ValueError(f"need at least one frame of 2x2 pixels, got {frames.shape}")
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
     shapes = level_shapes(height, width)
     first, last = 1, len(shapes) - 2     # the levels with a gain: all but the finest and the residual
     if last < first:                     # too small for a band between the finest level and residual
         return frames.copy()
     gains = level_gains(height, width, alpha=alpha, lambda_c=lambda_c, exaggeration=exaggeration)
-    sizes = [shapes[level][0] * shapes[level][1] * 3 for level in range(first, last + 1)]
-    gain_per_value = np.repeat(gains[first:last + 1], sizes).astype(np.float32)
-    split_at = np.cumsum(sizes)[:-1]
-    # Work in grey levels (MATLAB's [0, 1] times 255, the same maths): the input stays exact integers.
-    to_yiq = (RGB_TO_YIQ / 255).astype(np.float32)
-    # The band is added in YIQ with I and Q attenuated; as RGB that is one 3x3 matrix.
-    band_to_rgb = (255 * YIQ_TO_RGB @ np.diag([1.0, chrom_attenuation, chrom_attenuation])).astype(np.float32)
+    offsets = np.cumsum([0] + [shapes[level][0] * shapes[level][1] * 3 for level in range(first, last + 1)])
+    # The band is added in YIQ with I and Q attenuated: as RGB, one 3x3 matrix on the RGB band. Every
+    # step between the colour conversions is linear and the same on every channel, so that matrix is
+    # applied once, to the level-1 Gaussian image, and the band comes out in RGB grey levels.
+    mix = (YIQ_TO_RGB @ np.diag([1.0, chrom_attenuation, chrom_attenuation]) @ RGB_TO_YIQ).astype(np.float32)
 
+    chunk = min(CHUNK_FRAMES, n_frames)
+    floats = np.empty((chunk, height, width, 3), np.float32)    # the chunk's frames, in grey levels
+    rows = np.empty((chunk, offsets[-1]), np.float32)             # their pyramids (levels first..last)
     out = np.empty_like(frames)
-    lowpass1 = lowpass2 = None
-    for t in range(n_frames):            # frame by frame: cache-sized arrays, memory of one pyramid
-        rgb = frames[t].astype(np.float32)
-        pyramid = np.concatenate([band.ravel() for band in
-                                  laplacian_bands(cv2.transform(rgb, to_yiq), shapes, first, last)])
-        if lowpass1 is None:             # both low-passes start at the first frame's pyramid
-            lowpass1, lowpass2 = pyramid.copy(), pyramid.copy()
-        # lowpass = (1 - r) * lowpass + r * pyr, written so that a constant input stays exact
-        lowpass1 += np.float32(r1) * (pyramid - lowpass1)
-        lowpass2 += np.float32(r2) * (pyramid - lowpass2)
-        filtered = (lowpass1 - lowpass2) * gain_per_value
-        motion = collapse(np.split(filtered, split_at), shapes, first, last)
-        out[t] = to_uint8(rgb + cv2.transform(motion, band_to_rgb))
+    lowpass1 = lowpass2 = None           # the two low-passes' states, (offsets[-1],) each
+
+    levels = [[rows[t, offsets[i]:offsets[i + 1]].reshape(*shapes[level], 3)      # views: row t, level
+               for i, level in enumerate(range(first, last + 1))] for t in range(chunk)]
+
+    def analyse(t: int, start: int) -> None:
+        np.copyto(floats[t], frames[start + t])
+        laplacian_bands(cv2.transform(reduce(floats[t]), mix), shapes, first, last, levels[t])
+
+    def synthesise(t: int, start: int) -> None:
+        motion = collapse(levels[t], shapes, gains, first, last)
+        cv2.add(floats[t], motion, dst=out[start + t], dtype=cv2.CV_8U)   # saturated to [0, 255], rounded
+
+    with ThreadPoolExecutor(threads) if threads > 1 else contextlib.nullcontext() as pool:
+        for start in range(0, n_frames, chunk):
+            n = min(chunk, n_frames - start)
+            _for_each(pool, threads, analyse, n, start)
+            if lowpass1 is None:         # both low-passes start at the first frame's pyramid
+                lowpass1, lowpass2 = rows[0].copy(), rows[0].copy()
+            for t in range(n):           # lowpass = (1 - r) lowpass + r pyramid; the band replaces the pyramid
+                cv2.addWeighted(lowpass1, 1 - r1, rows[t], r1, 0, dst=lowpass1)
+                cv2.addWeighted(lowpass2, 1 - r2, rows[t], r2, 0, dst=lowpass2)
+                cv2.subtract(lowpass1, lowpass2, dst=rows[t])
+            _for_each(pool, threads, synthesise, n, start)
     return out
 
 
-def laplacian_bands(image: np.ndarray, shapes: list[tuple[int, int]], first: int,
-                    last: int) -> list[np.ndarray]:
-    """Laplacian levels first..last (inclusive) of an (H, W, 3) image: level l = G_l - expand(G_l+1),
-    G_0 the image and G_l+1 = reduce(G_l), as buildLpyr (the finest level is never needed)."""
+def _for_each(pool: ThreadPoolExecutor | None, threads: int, work: Callable[[int, int], None], n: int,
+              start: int) -> None:
+    """work(t, start) for t in range(n): in order, or in `threads` contiguous runs on the pool."""
+    if pool is None:
+        for t in range(n):
+            work(t, start)
+        return
+    bounds = np.linspace(0, n, threads + 1).round().astype(int)
+
+    def run(lo: int, hi: int) -> None:
+        for t in range(lo, hi):
+            work(t, start)
+
+    for future in [pool.submit(run, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]:
+        future.result()
+
+
+def laplacian_bands(image: np.ndarray, shapes: list[tuple[int, int]], first: int, last: int,
+                    out: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    """Laplacian levels first..last (inclusive) of the pyramid whose level-`first` Gaussian image is
+    `image`: level l = G_l - expand(G_l+1), G_l+1 = reduce(G_l), as buildLpyr. Written into `out`
+    (arrays of the levels' shapes) when given."""
     gaussian = [image]
-    for _ in range(last + 1):
+    for _ in range(first, last + 1):
         gaussian.append(reduce(gaussian[-1]))
-    return [gaussian[level] - expand(gaussian[level + 1], shapes[level]) for level in range(first, last + 1)]
+    bands = out if out is not None else [None] * (last - first + 1)
+    for i, level in enumerate(range(first, last + 1)):
+        bands[i] = np.subtract(gaussian[i], expand(gaussian[i + 1], shapes[level]), out=bands[i])
+    return bands
 
 
-def collapse(flat_bands: list[np.ndarray], shapes: list[tuple[int, int]], first: int,
+def collapse(bands: list[np.ndarray], shapes: list[tuple[int, int]], gains: np.ndarray, first: int,
              last: int) -> np.ndarray:
-    """reconLpyr of a 3-channel pyramid whose levels outside first..last are zero, at full size."""
-    image = flat_bands[-1].reshape(*shapes[last], 3)
+    """reconLpyr, at full size, of the pyramid whose levels first..last are `bands` times their gains
+    and whose other levels are zero."""
+    image = bands[-1] * np.float32(gains[last])
     for level in range(last - 1, first - 1, -1):
-        image = expand(image, shapes[level]) + flat_bands[level - first].reshape(*shapes[level], 3)
+        image = cv2.scaleAdd(bands[level - first], float(gains[level]), expand(image, shapes[level]))
     for level in range(first - 1, -1, -1):
         image = expand(image, shapes[level])
     return image
@@ -260,13 +307,6 @@ def rate_at_fps(rate: float, fps: float, reference_fps: float) -> float:
     if fps <= 0 or reference_fps <= 0:
         raise ValueError(f"frame rates must be positive, got fps {fps} and reference_fps {reference_fps}")
     return 1 - (1 - rate) ** (reference_fps / fps)
-
-
-def to_uint8(grey_levels: np.ndarray) -> np.ndarray:
-    """Clip to [0, 255] and round half away from zero, as MATLAB's im2uint8 of the [0, 1] image."""
-    rounded = np.clip(grey_levels, 0, 255)
-    rounded += 0.5
-    return rounded.astype(np.uint8)      # truncation of non-negative values = floor
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -378,24 +418,3 @@ def labelled(image: np.ndarray, text: str) -> np.ndarray:
     bar = np.zeros((14, image.shape[1], 3), np.uint8)
     cv2.putText(bar, text, (2, 10), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (255, 255, 255), 1, cv2.LINE_AA)
     return np.concatenate([bar, image], axis=0)
-
-
-@contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary directory beside `path`; move it onto `path` only if the block succeeds."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    os.chmod(tmp, 0o755)                 # mkdtemp makes it 0700
-    if target.exists():                  # rename() cannot replace a non-empty directory
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-        os.replace(target, old / "previous")
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)

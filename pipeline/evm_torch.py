@@ -4,9 +4,11 @@
 amplify_spatial_lpyr_temporal_iir.m), written for batches of frames: the Laplacian pyramids of a chunk
 of frames are built in one go (matlabPyrTools' corrDn / upConv with binom5 and 'reflect1' as separable
 sums of strided views), the two IIR low-passes then run frame by frame over the chunk's flattened
-pyramids (the recursion is sequential in time, and this order of operations is the NumPy path's, so
-the two agree to float32 rounding), and the band is collapsed, turned into RGB and added back for the
-whole chunk. Memory holds one chunk's pyramids and the two low-pass states, whatever the clip length.
+pyramids (the recursion is sequential in time), and the band is collapsed, turned into RGB and added
+back for the whole chunk. The colour conversions are done in full, as in the MATLAB code (the NumPy
+path folds them into one matrix on the level-1 image, the same by linearity), so the two agree to
+float32 rounding: within 1 grey level. Memory holds one chunk's pyramids and the two low-pass
+states, whatever the clip length.
 
 On a CPU the NumPy/OpenCV path is faster; this one exists for CUDA, and runs anywhere torch does.
 """
@@ -64,7 +66,7 @@ def magnify_torch(frames: np.ndarray, *, alpha: float = 10, lambda_c: float = 16
                 torch.mul(lowpass1 - lowpass2, gain_per_value, out=filtered[t])
             motion = collapse(filtered.split(sizes, dim=1), shapes, first, last)       # (n, 3, H, W)
             magnified = rgb + torch.einsum("ij,njhw->nihw", band_to_rgb, motion)
-            # clip and round half up, as im2uint8 (and evm.to_uint8)
+            # clip and round half up, as im2uint8
             rounded = (magnified.clamp_(0, 255) + 0.5).to(torch.uint8)
             out[start:start + chunk_frames] = rounded.permute(0, 2, 3, 1).cpu().numpy()
     return out

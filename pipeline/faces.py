@@ -7,9 +7,7 @@ import csv
 import functools
 import importlib.util
 import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,7 +16,14 @@ import dlib
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.artifacts import atomic_output, open_h5_for_write, provenance, write_clip, write_provenance
+from pipeline.artifacts import (
+    atomic_directory,
+    atomic_output,
+    open_h5_for_write,
+    provenance,
+    write_clip,
+    write_provenance,
+)
 from pipeline.errors import BadInputError, DatasetError
 from pipeline.imageio import read_rgb, write_rgb
 
@@ -226,6 +231,33 @@ def _zoomed(frame: np.ndarray, zoom: int) -> tuple[np.ndarray, Callable[[np.ndar
     return np.ascontiguousarray(panel), lambda points: (np.asarray(points) + 0.5) * zoom - 0.5
 
 
+def resize_registered_clip(frames: np.ndarray, *, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A clip of registered face crops (no detection, no warp): every frame resized to height x width
+    (area averaging), and the (2, 3) scaling that maps its pixels to the resized ones."""
+    source_height, source_width = frames.shape[1:3]
+    resized = np.stack([cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA) for frame in frames])
+    sx, sy = width / source_width, height / source_height
+    matrix = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])   # pixel centres to pixel centres
+    return resized, matrix
+
+
+def registered_qc_thumbnail(source_frame: np.ndarray, aligned: np.ndarray, apex_index: int) -> np.ndarray:
+    """Audit image of a registered clip: the source crop, then its resized onset and apex frames, each
+    with the central 80% box (cyan)."""
+    height, width = aligned.shape[1:3]
+    panel_height = height * QC_ZOOM
+    zoom = panel_height / source_frame.shape[0]
+    source = cv2.resize(source_frame, (round(source_frame.shape[1] * zoom), panel_height),
+                        interpolation=cv2.INTER_AREA)
+    panels = [source]
+    for t in (0, apex_index):
+        panel, to_panel = _zoomed(aligned[t], QC_ZOOM)
+        _polygon(panel, to_panel(central_box(height, width)), QC_CYAN)
+        panels.append(panel)
+    gap = np.full((panel_height, 4, 3), 255, np.uint8)
+    return np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
+
+
 def qc_thumbnail(clip_id: str, source_frame: np.ndarray, landmarks: np.ndarray, matrix: np.ndarray,
                  aligned: np.ndarray, apex_index: int, *, eye_y: float, eye_distance: float) -> np.ndarray:
     """Audit image: source face with landmarks, eye centres and the aligned frame's outline (yellow);
@@ -302,6 +334,7 @@ def read_index(index_csv: Path) -> list[dict]:
             problems.append(f"{where}: {error}")
             continue
         clip["frames"] = [path for path in row["frames"].split(";") if path]
+        clip["registered"] = row.get("registered", "") in ("1", "True", "true")   # optional column
         if not clip["clip_id"] or "/" in clip["clip_id"]:
             problems.append(f"{where}: a clip id must be non-empty and contain no '/' (it names an HDF5 group)")
         elif clip["clip_id"] in seen:
@@ -315,33 +348,13 @@ def read_index(index_csv: Path) -> list[dict]:
     return clips
 
 
-@contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Like artifacts.atomic_output, for a directory: fill a temporary one, swap it in on success."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield tmp
-        tmp.chmod(0o755)  # mkdtemp makes it private
-        if target.exists():  # rename() cannot replace a non-empty directory: move the old one aside first
-            old = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def align_stage(index_csv: Path, out_h5: Path, qc_dir: Path, *, height: int, width: int, detector_upsample: int,
                 min_score: float, eye_y: float, eye_distance: float) -> None:
     """Align every clip of index.csv to height x width (one transform per clip) into the clip store.
 
     Per clip: frames read in parallel; dlib on the first frame (or up to 4 more); the eye similarity
-    transform applied to all frames; landmarks (aligned coordinates) and the (2, 3) transform stored
+    transform applied to all frames (a clip that index.csv marks `registered`, already a registered face
+    crop, is only resized); landmarks (aligned coordinates) and the (2, 3) transform stored
     beside the frames; a QC thumbnail. A clip that cannot be read or has no face stops the stage
     with BadInputError, and neither aligned.h5 nor align_qc/ is written. Frame paths are used as
     index.csv writes them (relative ones from the working directory: the repository root under
@@ -358,14 +371,26 @@ def align_stage(index_csv: Path, out_h5: Path, qc_dir: Path, *, height: int, wid
         for clip in tqdm(clips, desc=f"align {Path(index_csv).parent.name}", unit="clip"):
             clip_id = clip["clip_id"]
             frames = read_clip_frames(clip["frames"], clip_id, pool)
-            landmarks, landmark_frame = clip_landmarks(frames, clip["frames"], clip_id,
-                                                       upsample=detector_upsample, min_score=min_score)
-            matrix = similarity_to_template(landmarks, **template)
-            aligned = align_clip(frames, landmarks, **template)
             # onset/apex/offset are frame numbers of the dataset and `frames` runs from onset to offset.
             apex_index = int(np.clip(clip["apex"] - clip["onset"], 0, len(frames) - 1))
             attrs = {key: clip[key] for key in ("subject", "emotion", "label", "label_index", "onset", "apex",
                                                 "offset", "fps")}
+            if clip["registered"]:
+                # Already registered: only resized. Landmarks are kept where dlib finds the face in the
+                # crop (the hand-crafted baselines' ROIs need them), and left out where it does not.
+                aligned, matrix = resize_registered_clip(frames, height=height, width=width)
+                arrays = {"transform": matrix}
+                with contextlib.suppress(BadInputError):
+                    landmarks, _ = clip_landmarks(frames, clip["frames"], clip_id, upsample=detector_upsample,
+                                                  min_score=min_score, tries=1)
+                    arrays["landmarks"] = transform_points(matrix, landmarks).astype(np.float32)
+                write_clip(h5, clip_id, aligned, attrs | {"registered": True}, **arrays)
+                write_rgb(tmp_qc / f"{clip_id}.png", registered_qc_thumbnail(frames[0], aligned, apex_index))
+                continue
+            landmarks, landmark_frame = clip_landmarks(frames, clip["frames"], clip_id,
+                                                       upsample=detector_upsample, min_score=min_score)
+            matrix = similarity_to_template(landmarks, **template)
+            aligned = align_clip(frames, landmarks, **template)
             write_clip(h5, clip_id, aligned, attrs | {"landmark_frame": landmark_frame},
                        landmarks=transform_points(matrix, landmarks).astype(np.float32), transform=matrix)
             write_rgb(tmp_qc / f"{clip_id}.png",

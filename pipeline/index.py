@@ -38,15 +38,18 @@ READERS: dict[str, Reader] = {
 }
 INDEX_COLUMNS = ["dataset", "clip_id", "subject", "episode", "emotion", "label", "label_index", "onset", "apex",
                  "offset", "n_frames", "fps", "frames"]
+REGISTERED_COLUMN = "registered"   # written only for a dataset of registered face crops (dataset.<ds>.registered)
 EXCLUDED_COLUMNS = ["clip_id", "file", "reason"]
 JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"
 
 
 def index_stage(out_csv: Path, excluded_csv: Path, *, dataset: str, layout: str, root: Path, fps: float,
                 emotions: dict[str, str | None], classes: list[str], on_bad_clip: str,
-                variant: str | None = None) -> None:
+                variant: str | None = None, registered: bool = False) -> None:
     """Write index.csv (good clips) and excluded.csv (every clip not indexed: problems of dropped clips
-    and clips the mapping leaves out; header only if none)."""
+    and clips the mapping leaves out; header only if none). With `registered` (the frames are already
+    registered face crops, e.g. CASME II's Cropped/) every clip is marked so, and the align stage only
+    resizes its frames."""
     if on_bad_clip not in ("fail", "drop"):
         raise ParamsError(f"index.on_bad_clip must be 'fail' or 'drop', not {on_bad_clip!r}")
     records, problems, left_out = check_dataset(root, layout=layout, emotions=emotions, classes=classes,
@@ -60,7 +63,10 @@ def index_stage(out_csv: Path, excluded_csv: Path, *, dataset: str, layout: str,
                                                  + (f" ({len(left_out)} left out by the mapping)" if left_out else "")])
 
     with atomic_output(out_csv) as tmp_index, atomic_output(excluded_csv) as tmp_excluded:
-        write_csv(tmp_index, INDEX_COLUMNS, [index_row(record, dataset, fps) for record in good])
+        rows = [index_row(record, dataset, fps) for record in good]
+        if registered:
+            rows = [row | {REGISTERED_COLUMN: 1} for row in rows]
+        write_csv(tmp_index, INDEX_COLUMNS + [REGISTERED_COLUMN] * registered, rows)
         write_csv(tmp_excluded, EXCLUDED_COLUMNS,
                   [{"clip_id": p.clip_id, "file": p.path, "reason": p.reason} for p in problems + left_out])
     print(f"{dataset}: indexed {len(good)} clips, dropped {len(bad_clips)} ({len(problems)} problems), "

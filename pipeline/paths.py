@@ -15,3 +15,18 @@ REPORT = "results/report.html"
 METRICS = "results/metrics.json"          # Table 2's numbers, nested ds/protocol/method, for `dvc metrics show`
 FOLD_METRICS = "results/fold_metrics.csv"  # one row per fold, for `dvc plots show`
 FIGURES = "results/figures"     # the report's figures as PNGs, for `snakemake --report`
+
+# Ablations (pipeline/ablations.py): artifacts of the stages a setting overrides, under a key that hashes the
+# overrides of that stage and every stage upstream of it; a stage with none reads the main pipeline's artifact.
+ABLATION_MAGNIFIED = "data/{ds}/ablations/{key}/magnified.h5"
+ABLATION_MAGNIFY_QC = "data/{ds}/ablations/{key}/magnify_qc"
+ABLATION_TENSORS = "data/{ds}/ablations/{key}/tensors.h5"
+ABLATION_FOLD_DIR = "results/ablations/{ds}/{protocol}/{key}/fold{fold}"
+ABLATION_BENCHMARKS = {   # Snakemake's benchmark files: the wall time of each job an ablation reran
+    "magnify": "benchmarks/ablations/magnify/{ds}_{key}.tsv",
+    "tensors": "benchmarks/ablations/tensors/{ds}_{key}.tsv",
+    "train": "benchmarks/ablations/train/{ds}_{protocol}_{key}_fold{fold}.tsv",
+}
+ABLATIONS = "results/ablations.csv"            # one row per setting
+ABLATIONS_REPORT = "results/ablations.html"    # the table and one figure per family
+ABLATION_FIGURES = "results/ablations/figures"  # the same figures as PNGs

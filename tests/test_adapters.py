@@ -14,11 +14,13 @@ from collections import Counter
 from pathlib import Path
 
 import cv2
+import h5py
 import openpyxl
 import pytest
 import xlwt
 import yaml
 
+from pipeline.artifacts import clip_ids
 from pipeline.datasets.casme import read_casme
 from pipeline.datasets.casme2 import read_casme2
 from pipeline.datasets.common import read_xls
@@ -26,7 +28,8 @@ from pipeline.datasets.samm import read_samm
 from pipeline.datasets.smic import read_smic
 from pipeline.datasets.synth import TRUTH_NAME
 from pipeline.datasets.synth_layouts import SAMM_SHEET, generate_synthetic
-from pipeline.errors import DatasetError, ParamsError
+from pipeline.errors import BadInputError, DatasetError, ParamsError
+from pipeline.faces import align_stage
 from pipeline.index import INDEX_COLUMNS, check_dataset, index_stage
 
 REPO = Path(__file__).resolve().parent.parent
@@ -170,6 +173,41 @@ def test_casme2_cropped_variant_reads_reg_img_frames(trees, copy_of):
     assert all(p.name.startswith("reg_img") and "Cropped" in p.parts for r in cropped for p in r["frames"])
     with pytest.raises(ParamsError, match="variant"):
         read_casme2(root, PAPER4["emotions"], PAPER4["classes"], "HS")
+
+
+def test_registered_crops_skip_detection_and_are_only_resized(copy_of, tmp_path):
+    """dataset.<ds>.registered (CASME II's Cropped/): the index marks the clips, and align resizes each
+    frame to the aligned size with no detection, so even a crop in which dlib finds no face is kept."""
+    root = copy_of("casme2")
+    for frame in (root / "CASME2_RAW_selected").rglob("img*.jpg"):      # a mouth-and-chin crop: no face for dlib
+        target = root / "Cropped" / frame.relative_to(root / "CASME2_RAW_selected").parent / f"reg_{frame.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(target), cv2.imread(str(frame))[300:420, 250:390])
+    align = dict(height=48, width=40, detector_upsample=0, min_score=0.3, eye_y=0.34, eye_distance=0.4)
+    for registered in (True, False):
+        index_csv = tmp_path / f"index_{registered}.csv"
+        index_stage(index_csv, tmp_path / "excluded.csv", dataset="casme2", layout="casme2", root=root, fps=200,
+                    emotions=PAPER4["emotions"], classes=PAPER4["classes"], on_bad_clip="fail", variant="cropped",
+                    registered=registered)
+        rows = list(csv.DictReader(open(index_csv, newline="")))
+        assert len(rows) == 8 and all(row.get("registered") == ("1" if registered else None) for row in rows)
+        out = tmp_path / f"aligned_{registered}.h5"
+        if not registered:
+            with pytest.raises(BadInputError, match="no face found"):
+                align_stage(index_csv, out, tmp_path / "qc_raw", **align)
+            assert not out.exists()
+            continue
+        align_stage(index_csv, out, tmp_path / "qc", **align)
+        with h5py.File(out, "r") as h5:
+            first = rows[0]
+            clip = h5["clips"][first["clip_id"]]
+            source = cv2.cvtColor(cv2.imread(first["frames"].split(";")[0]), cv2.COLOR_BGR2RGB)
+            expected = cv2.resize(source, (40, 48), interpolation=cv2.INTER_AREA)
+            assert clip["frames"].shape == (int(first["n_frames"]), 48, 40, 3)
+            assert (clip["frames"][0] == expected).all()
+            assert clip.attrs["registered"] and "landmarks" not in clip
+            assert clip["transform"][()].ravel() == pytest.approx([40 / 140, 0, 20 / 140 - 0.5, 0, 48 / 120, 0.2 - 0.5])
+        assert len(clip_ids(out)) == 8 and len(list((tmp_path / "qc").glob("*.png"))) == 8
 
 
 def test_smic_variant_selects_the_camera(copy_of):

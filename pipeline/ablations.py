@@ -1,0 +1,329 @@
+"""Ablations of the paper's claims: EVM, temporal jittering, recurrence and model size, one switch at a time.
+
+`params.yaml`'s `ablations.families` maps a family (evm, alpha, jitter, recurrence, maps) to ordered
+settings; a setting is a dict of dotted overrides of the magnify, tensors and train params, and the
+family's one empty setting is its reference (the params as they are). `ablations.run` lists the families
+the grid runs (a list, so that a --configfile overlay replaces it, while it can only add to a dict).
+
+Caching: a setting's artifact of a stage is keyed by the overrides of that stage and of every stage
+upstream of it (`stage_key`). A stage with no such overrides is the main pipeline's own artifact
+(`data/{ds}/tensors.h5`, `results/{ds}/{protocol}/rcnn/fold{k}/`), so a train-only switch reuses the main
+run's tensors, a tensors switch its magnified clips, and the reference setting its trained folds; a
+stage with overrides writes `data/{ds}/ablations/{key}/` or `results/ablations/{ds}/{protocol}/{key}/`.
+The overridden stages run the main pipeline's own stage functions with the merged params
+(`ablation_stage_params`); every setting is tested on the main pipeline's folds.
+
+`ablations_stage` writes one row per setting (accuracy, UF1, UAR: mean, sample std and per fold; the
+stages it reran and their wall time from Snakemake's benchmark files; the paired Wilcoxon signed-rank
+p-value of its per-fold accuracies against its family's reference on the same folds), an HTML page and
+one figure per family.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline import paths
+from pipeline.artifacts import atomic_output, canonical_json
+from pipeline.config import stage_params, validate_params
+from pipeline.errors import MerflowError, ParamsError
+
+STAGE_ORDER = ("magnify", "tensors", "train")   # the stages a setting may override, upstream first
+METHOD = "rcnn"                                 # recurrent_steps 0 is the paper's "CNNs" row (same network)
+KEY_LENGTH = 10
+# The param sections the ablation table depends on (the `ablations` rule's params).
+PARAM_SECTIONS = ("ablations", "dataset", "mappings", "magnify", "tensors", "train")
+# The code the table depends on (the `ablations` rule's code inputs). The overridden stages depend on their
+# own stage's code only, so editing this module does not retrain the grid.
+CODE = ("pipeline/ablations.py", "pipeline/report.py", "pipeline/artifacts.py", "pipeline/config.py",
+        "pipeline/errors.py")
+
+
+@dataclass(frozen=True)
+class Setting:
+    family: str
+    name: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_reference(self) -> bool:
+        return not self.overrides
+
+
+def settings(params: Mapping) -> list[Setting]:
+    """Every setting of every family, in the order of params.yaml."""
+    if "ablations" not in params:
+        raise ParamsError("params have no `ablations:` section (see params.yaml)")
+    section = params["ablations"]
+    return [Setting(family, str(name), dict(overrides or {}))
+            for family in section["run"] for name, overrides in section["families"][family].items()]
+
+
+def reference(params: Mapping, family: str) -> Setting:
+    return next(s for s in settings(params) if s.family == family and s.is_reference)
+
+
+def apply_overrides(params: Mapping, overrides: Mapping[str, Any]) -> dict:
+    """A copy of params with each `section.key` of overrides set."""
+    merged = copy.deepcopy(dict(params))
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".", 1)
+        merged[section][key] = copy.deepcopy(value)
+    return merged
+
+
+def cumulative_overrides(overrides: Mapping[str, Any], stage: str) -> dict[str, Any]:
+    """The overrides of `stage` and of the stages upstream of it: what its artifact depends on."""
+    upto = STAGE_ORDER[:STAGE_ORDER.index(stage) + 1]
+    return {k: v for k, v in overrides.items() if k.split(".", 1)[0] in upto}
+
+
+def overrides_key(overrides: Mapping[str, Any]) -> str | None:
+    """A short hash of a set of overrides (k + 9 hex digits); None for none (the main pipeline's artifact)."""
+    if not overrides:
+        return None
+    # A letter first: a key of digits (and one e) would read as a number in YAML (dvc.yaml's foreach).
+    return "k" + hashlib.sha256(canonical_json(dict(overrides)).encode()).hexdigest()[:KEY_LENGTH - 1]
+
+
+def stage_key(overrides: Mapping[str, Any], stage: str) -> str | None:
+    return overrides_key(cumulative_overrides(overrides, stage))
+
+
+def overrides_for_key(params: Mapping, key: str) -> dict[str, Any]:
+    """The cumulative overrides a key stands for (as the rules' {key} wildcard gives it)."""
+    for setting in settings(params):
+        for stage in STAGE_ORDER:
+            if stage_key(setting.overrides, stage) == key:
+                return cumulative_overrides(setting.overrides, stage)
+    raise MerflowError(f"ablations: no setting of params.yaml has the artifact key {key!r}")
+
+
+def ablation_stage_params(params: Mapping, stage: str, key: str, ds: str | None = None) -> dict[str, Any]:
+    """The stage function's keyword arguments under a key's overrides (pipeline.config.stage_params)."""
+    return stage_params(apply_overrides(params, overrides_for_key(params, key)), stage, ds=ds, method=METHOD)
+
+
+def validate_ablations(params: Mapping) -> None:
+    """Every family has one reference; every override names an existing magnify/tensors/train key, and the
+    params it gives pass the schema."""
+    if "ablations" not in params:
+        return
+    section = params["ablations"]
+    if section["dataset"] not in params["dataset"]:
+        raise ParamsError(f"ablations.dataset: '{section['dataset']}' is not a key of `dataset:`")
+    unknown = [family for family in section["run"] if family not in section["families"]]
+    if unknown:
+        raise ParamsError(f"ablations.run: {unknown} are not keys of ablations.families")
+    for family, entries in section["families"].items():
+        references = [name for name, overrides in entries.items() if not overrides]
+        if len(references) != 1:
+            raise ParamsError(f"ablations.families.{family}: needs exactly one reference setting ({{}}: the params "
+                              f"as they are), got {references or 'none'}")
+    for setting in settings(params):
+        where = f"ablations.families.{setting.family}.{setting.name}"
+        for dotted in setting.overrides:
+            stage, key = dotted.split(".", 1)
+            if stage not in STAGE_ORDER or key not in params[stage]:
+                raise ParamsError(f"{where}: {dotted} is not a key of {' / '.join(STAGE_ORDER)}")
+        try:
+            validate_params(apply_overrides(params, setting.overrides))
+        except ParamsError as error:
+            raise ParamsError(f"{where}: the overridden params are invalid: {error}") from None
+
+
+# --- artifact paths ------------------------------------------------------------------------------
+
+def magnified_path(overrides: Mapping[str, Any], ds: str) -> str:
+    key = stage_key(overrides, "magnify")
+    return paths.MAGNIFIED.format(ds=ds) if key is None else paths.ABLATION_MAGNIFIED.format(ds=ds, key=key)
+
+
+def tensors_path(overrides: Mapping[str, Any], ds: str) -> str:
+    key = stage_key(overrides, "tensors")
+    return paths.TENSORS.format(ds=ds) if key is None else paths.ABLATION_TENSORS.format(ds=ds, key=key)
+
+
+def fold_dir(overrides: Mapping[str, Any], ds: str, protocol: str, fold: int) -> str:
+    key = stage_key(overrides, "train")
+    if key is None:
+        return paths.FOLD_DIR.format(ds=ds, protocol=protocol, method=METHOD, fold=fold)
+    return paths.ABLATION_FOLD_DIR.format(ds=ds, protocol=protocol, key=key, fold=fold)
+
+
+def rerun_jobs(overrides: Mapping[str, Any], ds: str, protocol: str, folds: Sequence[int]) -> list[tuple[str, str]]:
+    """(stage, benchmark file) of every job a setting runs beyond the main pipeline."""
+    jobs = []
+    for stage in STAGE_ORDER:
+        key = stage_key(overrides, stage)
+        if key is None:
+            continue
+        template = paths.ABLATION_BENCHMARKS[stage]
+        if stage == "train":
+            jobs += [(stage, template.format(ds=ds, protocol=protocol, key=key, fold=f)) for f in folds]
+        else:
+            jobs.append((stage, template.format(ds=ds, key=key)))
+    return jobs
+
+
+def grid_files(params: Mapping, folds: Sequence[int]) -> tuple[list[str], list[str]]:
+    """Every setting's per-fold metrics.json and every benchmark file: the ablation table's inputs."""
+    ds, protocol = params["ablations"]["dataset"], params["ablations"]["protocol"]
+    metrics, benchmarks = [], []
+    for setting in settings(params):
+        metrics += [f"{fold_dir(setting.overrides, ds, protocol, f)}/metrics.json" for f in folds]
+        benchmarks += [b for _, b in rerun_jobs(setting.overrides, ds, protocol, folds)]
+    return list(dict.fromkeys(metrics)), list(dict.fromkeys(benchmarks))
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+def wilcoxon_p(values: Sequence[float], reference_values: Sequence[float]) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired per-fold values (scipy; zero differences dropped).
+    Identical values give 1.0. With n folds and no ties the smallest possible p is 2 / 2**n (0.0625 for 5)."""
+    from scipy.stats import wilcoxon
+    differences = np.asarray(values, dtype=float) - np.asarray(reference_values, dtype=float)
+    if np.allclose(differences, 0):
+        return 1.0
+    return float(wilcoxon(values, reference_values).pvalue)
+
+
+def check_fold_params(params: Mapping, setting: Setting, fold_path: str | os.PathLike, ds: str) -> None:
+    """The model a fold folder holds was trained with the setting's train params, on tensors and magnified
+    clips made with its tensors and magnify params (model.pt's params and provenance)."""
+    import torch
+    merged = apply_overrides(params, setting.overrides)
+    checkpoint = torch.load(Path(fold_path) / "model.pt", map_location="cpu", weights_only=True)
+    upstream = json.loads(checkpoint["provenance"]["upstream"])
+    stored = {"train": {k: v for k, v in checkpoint["params"].items() if k != "fold"},
+              "tensors": upstream.get("tensors"), "magnify": upstream.get("magnify")}
+    expected = {"train": stage_params(merged, "train", method=METHOD),
+                "tensors": stage_params(merged, "tensors", ds=ds), "magnify": stage_params(merged, "magnify")}
+    for stage in STAGE_ORDER:
+        if canonical_json(stored[stage]) != canonical_json(expected[stage]):
+            raise MerflowError(f"ablations: {fold_path}/model.pt was made with other {stage} params than setting "
+                               f"{setting.family}={setting.name} asks for:\n  stored   {canonical_json(stored[stage])}"
+                               f"\n  expected {canonical_json(expected[stage])}\n(rerun the pipeline)")
+
+
+def benchmark_seconds(path: str | os.PathLike) -> float:
+    """Wall-clock seconds of a Snakemake benchmark file (column s)."""
+    return float(pd.read_csv(path, sep="\t")["s"].sum())
+
+
+def _joined(values: Sequence[float]) -> str:
+    return ";".join(f"{v:.4f}" for v in values)
+
+
+def ablations_table(params: Mapping, folds: Sequence[int], check_params: bool = True) -> pd.DataFrame:
+    """One row per setting; paths are relative to the working directory."""
+    ds, protocol = params["ablations"]["dataset"], params["ablations"]["protocol"]
+    scores: dict[tuple[str, str], pd.DataFrame] = {}
+    for setting in settings(params):
+        rows = []
+        for fold in folds:
+            directory = fold_dir(setting.overrides, ds, protocol, fold)
+            with open(f"{directory}/metrics.json") as handle:
+                m = json.load(handle)
+            if check_params:
+                check_fold_params(params, setting, directory, ds)
+            rows.append({"fold": fold, "accuracy": m["accuracy"], "uf1": m["uf1"], "uar": m["uar"]})
+        scores[setting.family, setting.name] = pd.DataFrame(rows)
+
+    table = []
+    for setting in settings(params):
+        own = scores[setting.family, setting.name]
+        ref = scores[setting.family, reference(params, setting.family).name]
+        jobs = rerun_jobs(setting.overrides, ds, protocol, folds)
+        counts = {stage: sum(s == stage for s, _ in jobs) for stage in STAGE_ORDER}
+        row = {"family": setting.family, "setting": setting.name, "reference": setting.is_reference,
+               "overrides": canonical_json(dict(setting.overrides)) if setting.overrides else "",
+               "dataset": ds, "protocol": protocol, "folds": len(own)}
+        for metric in ("accuracy", "uf1", "uar"):
+            row[f"{metric}_mean"] = float(own[metric].mean())
+            row[f"{metric}_std"] = float(own[metric].std(ddof=1)) if len(own) > 1 else 0.0
+        row["delta_accuracy"] = float((own["accuracy"] - ref["accuracy"]).mean())
+        row["p_wilcoxon"] = np.nan if setting.is_reference else wilcoxon_p(own["accuracy"], ref["accuracy"])
+        for metric in ("accuracy", "uf1", "uar"):
+            row[f"fold_{metric}"] = _joined(own[metric])
+        row["stages_rerun"] = " ".join(f"{stage}x{n}" if n > 1 else stage for stage, n in counts.items() if n)
+        row["seconds"] = round(sum(benchmark_seconds(b) for _, b in jobs), 1)
+        table.append(row)
+    return pd.DataFrame(table)
+
+
+def ablations_stage(params: Mapping, folds_csv: str | os.PathLike, out_csv: str | os.PathLike,
+                    out_html: str | os.PathLike, figures_dir: str | os.PathLike) -> None:
+    """results/ablations.csv, results/ablations.html and one PNG per family in figures_dir."""
+    from pipeline.artifacts import atomic_directory
+    from pipeline.protocols import fold_numbers
+    from pipeline.report import ablation_figure, ablations_page, png_bytes
+    table = ablations_table(params, fold_numbers(Path(folds_csv)))
+    figures = {family: png_bytes(ablation_figure(table[table["family"] == family]))
+               for family in dict.fromkeys(table["family"])}
+    with atomic_output(out_csv) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    with atomic_directory(figures_dir) as tmp_dir:
+        for family, png in figures.items():
+            (tmp_dir / f"{family}.png").write_bytes(png)
+    with atomic_output(out_html) as tmp:
+        tmp.write_text(ablations_page(table, figures))
+    print(table[["family", "setting", "accuracy_mean", "accuracy_std", "p_wilcoxon", "seconds"]].to_string())
+
+
+# --- DVC: `merflow stage ablation_* / ablations` (Snakemake runs the same functions from its rules) -----
+
+DVC_STAGES = ("ablation_magnify", "ablation_tensors", "ablation_train", "ablations")
+
+
+def write_benchmark(path: str | os.PathLike, seconds: float) -> None:
+    """A benchmark file as Snakemake's `benchmark:` writes it (the columns the table reads)."""
+    with atomic_output(path) as tmp:
+        pd.DataFrame({"s": [round(seconds, 4)], "h:m:s": [f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:"
+                                                          f"{seconds % 60:06.3f}"]}).to_csv(tmp, sep="\t", index=False)
+
+
+def run_ablation_stage(params: Mapping, stage: str, *, ds: str | None = None, protocol: str | None = None,
+                       fold: int | None = None, key: str | None = None) -> None:
+    """One ablation job, as the ablations.smk rule of the same name runs it, timed into its benchmark file."""
+    import time
+    validate_ablations(params)
+    ds = ds or params["ablations"]["dataset"]
+    protocol = protocol or params["ablations"]["protocol"]
+    if stage == "ablations":
+        ablations_stage({s: params[s] for s in PARAM_SECTIONS}, paths.FOLDS.format(ds=ds, protocol=protocol),
+                        paths.ABLATIONS, paths.ABLATIONS_REPORT, paths.ABLATION_FIGURES)
+        return
+    if key is None:
+        raise MerflowError(f"merflow stage {stage} needs --key")
+    overrides, started = overrides_for_key(params, key), time.perf_counter()
+    kwargs = ablation_stage_params(params, stage.removeprefix("ablation_"), key, ds)
+    if stage == "ablation_magnify":
+        from pipeline.evm import magnify_stage
+        magnify_stage(Path(paths.ALIGNED.format(ds=ds)), Path(paths.ABLATION_MAGNIFIED.format(ds=ds, key=key)),
+                      Path(paths.ABLATION_MAGNIFY_QC.format(ds=ds, key=key)), **kwargs)
+        bench = paths.ABLATION_BENCHMARKS["magnify"].format(ds=ds, key=key)
+    elif stage == "ablation_tensors":
+        from pipeline.jitter import tensors_stage
+        tensors_stage(Path(magnified_path(overrides, ds)), Path(paths.ABLATION_TENSORS.format(ds=ds, key=key)),
+                      **kwargs)
+        bench = paths.ABLATION_BENCHMARKS["tensors"].format(ds=ds, key=key)
+    elif stage == "ablation_train":
+        from pipeline.train import train_fold_stage
+        train_fold_stage(Path(tensors_path(overrides, ds)), Path(paths.FOLDS.format(ds=ds, protocol=protocol)),
+                         int(fold), Path(paths.ABLATION_FOLD_DIR.format(ds=ds, protocol=protocol, key=key, fold=fold)),
+                         **kwargs)
+        bench = paths.ABLATION_BENCHMARKS["train"].format(ds=ds, protocol=protocol, key=key, fold=fold)
+    else:
+        raise ValueError(f"unknown ablation stage '{stage}'")
+    write_benchmark(bench, time.perf_counter() - started)

@@ -1,0 +1,17 @@
+# The ablation rules' input functions (ablations.smk), and the check of params.yaml's `ablations:` section.
+
+from pipeline import ablations as abl
+
+abl.validate_ablations(config)
+
+
+def ablation_overrides(wildcards):
+    return abl.overrides_for_key(config, wildcards.key)
+
+
+def ablation_grid(wildcards):
+    """Every setting's fold metrics and the benchmark files of the jobs they reran (folds from the checkpoint)."""
+    section = config["ablations"]
+    folds_csv = checkpoints.folds.get(ds=section["dataset"], protocol=section["protocol"]).output.folds
+    metrics, benchmarks = abl.grid_files(config, fold_numbers(folds_csv))
+    return {"metrics": metrics, "benchmarks": benchmarks}
