@@ -95,6 +95,14 @@ def max_pyramid_height(height: int, width: int, filter_taps: int = BINOMIAL_TAPS
     return levels
 
 
+def check_frames(frames: np.ndarray) -> None:
+    """A clip EVM can magnify: uint8 (T, H, W, 3), at least one frame of 2x2 pixels."""
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    if frames.shape[0] == 0 or frames.shape[1] < 2 or frames.shape[2] < 2:
+        raise ValueError(f"need at least one frame of 2x2 pixels, got {frames.shape}")
+
+
 def level_shapes(height: int, width: int) -> list[tuple[int, int]]:
     """Shapes of the Laplacian pyramid's levels, finest first, the low-pass residual last, as
     buildLpyr(frame, 'auto') makes them (each reduce keeps ceil(n / 2) samples)."""
@@ -206,11 +214,8 @@ def magnify(frames: np.ndarray, *, alpha: float = 10, lambda_c: float = 16, r1: 
         from pipeline.evm_torch import magnify_torch  # torch is imported only when asked for
         return magnify_torch(frames, alpha=alpha, lambda_c=lambda_c, r1=r1, r2=r2,
                              chrom_attenuation=chrom_attenuation, exaggeration=exaggeration, device=device)
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    check_frames(frames)
     n_frames, height, width, _ = frames.shape
-    if n_frames == 0 or height < 2 or width < 2:
-        raise ValueError(f"need at least one frame of 2x2 pixels, got {frames.shape}")
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     shapes = level_shapes(height, width)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline.evm import RGB_TO_YIQ, YIQ_TO_RGB, level_gains, level_shapes
+from pipeline.evm import RGB_TO_YIQ, YIQ_TO_RGB, check_frames, level_gains, level_shapes
 
 CHUNK_FRAMES = 64                      # frames whose pyramids are built at once
 
@@ -28,11 +28,8 @@ def magnify_torch(frames: np.ndarray, *, alpha: float = 10, lambda_c: float = 16
                   device: str | torch.device = "cuda", chunk_frames: int = CHUNK_FRAMES) -> np.ndarray:
     """Magnify a uint8 (T, H, W, 3) RGB clip on `device`; same result as `pipeline.evm.magnify` to
     within 1 grey level, same shape out (a NumPy array)."""
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    check_frames(frames)
     n_frames, height, width, _ = frames.shape
-    if n_frames == 0 or height < 2 or width < 2:
-        raise ValueError(f"need at least one frame of 2x2 pixels, got {frames.shape}")
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}")
     shapes = level_shapes(height, width)
