@@ -149,22 +149,44 @@ def generate_casme2(out_dir: Path, *, seed: int, subjects: int, clips_per_subjec
                        head_jitter_px=head_jitter_px)
     plans = plan_clips(seed=seed, subjects=subjects, clips_per_subject=clips_per_subject,
                        frames_min=frames_min, frames_max=frames_max)
-    identities = build_identities(subjects, seed=seed, width=width, height=height, face_width_px=face_width_px)
+    synth = dict(seed=seed, subjects=subjects, width=width, height=height, face_width_px=face_width_px,
+                 amplitude_px=amplitude_px, noise_sigma=noise_sigma, head_jitter_px=head_jitter_px,
+                 jpeg_quality=jpeg_quality)
 
+    def frame_dir(tree: Path, plan: ClipPlan) -> tuple[Path, str]:
+        subject = f"sub{plan.subject:02d}"
+        return tree / FRAMES_DIR / subject / plan.filename, subject
+
+    build_tree(out_dir, "CASME II", plans, synth, frame_dir=frame_dir,
+               frame_name=lambda plan: lambda n: f"img{n}.jpg",
+               write_sheets=lambda tree, plans: write_coding_sheet(tree / SHEET_NAME, plans),
+               clip_id=lambda plan: plan.clip_id)
+
+
+def build_tree(out_dir: Path, name: str, plans: list[ClipPlan], synth: dict, *, frame_dir, frame_name, write_sheets,
+               clip_id, grey: bool = False) -> None:
+    """Render every planned clip into a temporary tree beside `out_dir`, add the sheets, truth and
+    sources, then move it into place (a failure leaves the previous tree, if any, untouched).
+
+    frame_dir(tree, plan) -> (clip folder, subject name); frame_name(plan) -> (n -> file name);
+    write_sheets(tree, plans) writes the coding sheets; clip_id(plan) -> the layout's clip id.
+    """
+    identities = build_identities(synth["subjects"], seed=synth["seed"], width=synth["width"],
+                                  height=synth["height"], face_width_px=synth["face_width_px"])
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         truth_rows = []
-        progress = tqdm(total=sum(p.offset - p.onset + 1 for p in plans), unit="frame",
-                        desc="synthetic CASME II")
+        progress = tqdm(total=sum(p.offset - p.onset + 1 for p in plans), unit="frame", desc=f"synthetic {name}")
         for plan in plans:
-            truth_rows += write_clip(tmp_dir / FRAMES_DIR / f"sub{plan.subject:02d}" / plan.filename,
-                                     lambda n: f"img{n}.jpg", plan, identities[plan.subject - 1],
-                                     clip_id=plan.clip_id, subject=f"sub{plan.subject:02d}", seed=seed,
-                                     width=width, height=height, amplitude_px=amplitude_px, noise_sigma=noise_sigma,
-                                     head_jitter_px=head_jitter_px, jpeg_quality=jpeg_quality, progress=progress)
+            folder, subject = frame_dir(tmp_dir, plan)
+            truth_rows += write_clip(folder, frame_name(plan), plan, identities[plan.subject - 1],
+                                     clip_id=clip_id(plan), subject=subject, seed=synth["seed"],
+                                     width=synth["width"], height=synth["height"], amplitude_px=synth["amplitude_px"],
+                                     noise_sigma=synth["noise_sigma"], head_jitter_px=synth["head_jitter_px"],
+                                     jpeg_quality=synth["jpeg_quality"], progress=progress, grey=grey)
         progress.close()
-        write_coding_sheet(tmp_dir / SHEET_NAME, plans)
+        write_sheets(tmp_dir, plans)
         write_truth(tmp_dir / TRUTH_NAME, truth_rows)
         (tmp_dir / "SOURCES.txt").write_text(SOURCES + subject_listing(identities))
         replace_dir(tmp_dir, out_dir)

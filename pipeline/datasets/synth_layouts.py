@@ -20,28 +20,20 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import shutil
-import tempfile
 from pathlib import Path
 
 import openpyxl
 import xlwt
-from tqdm import tqdm
 
-from pipeline.datasets.face_photos import SOURCES, build_identities
 from pipeline.datasets.synth import (
     EXPRESSIONS,
-    TRUTH_NAME,
     ClipPlan,
+    build_tree,
     check_synth_params,
     generate_casme2,
     motion_of,
     plan_clips,
-    replace_dir,
-    subject_listing,
-    write_clip,
     write_reproducible_zip,
-    write_truth,
 )
 from pipeline.errors import ParamsError
 
@@ -190,36 +182,3 @@ def planned(synth: dict, groups: dict[str, list[str]]) -> list[ClipPlan]:
                                                       "amplitude_px", "noise_sigma", "head_jitter_px")})
     return plan_clips(seed=synth["seed"], subjects=synth["subjects"], clips_per_subject=synth["clips_per_subject"],
                       frames_min=synth["frames_min"], frames_max=synth["frames_max"], emotion_groups=groups)
-
-
-def build_tree(out_dir: Path, name: str, plans: list[ClipPlan], synth: dict, *, frame_dir, frame_name, write_sheets,
-               clip_id, grey: bool = False) -> None:
-    """Render every planned clip into a temporary tree beside `out_dir`, add the sheets, truth and
-    sources, then move it into place (a failure leaves the previous tree, if any, untouched).
-
-    frame_dir(tree, plan) -> (clip folder, subject name); frame_name(plan) -> (n -> file name);
-    write_sheets(tree, plans) writes the coding sheets; clip_id(plan) -> the layout's clip id.
-    """
-    identities = build_identities(synth["subjects"], seed=synth["seed"], width=synth["width"],
-                                  height=synth["height"], face_width_px=synth["face_width_px"])
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
-        truth_rows = []
-        progress = tqdm(total=sum(p.offset - p.onset + 1 for p in plans), unit="frame", desc=f"synthetic {name}")
-        for plan in plans:
-            folder, subject = frame_dir(tmp_dir, plan)
-            truth_rows += write_clip(folder, frame_name(plan), plan, identities[plan.subject - 1],
-                                     clip_id=clip_id(plan), subject=subject, seed=synth["seed"],
-                                     width=synth["width"], height=synth["height"], amplitude_px=synth["amplitude_px"],
-                                     noise_sigma=synth["noise_sigma"], head_jitter_px=synth["head_jitter_px"],
-                                     jpeg_quality=synth["jpeg_quality"], progress=progress, grey=grey)
-        progress.close()
-        write_sheets(tmp_dir, plans)
-        write_truth(tmp_dir / TRUTH_NAME, truth_rows)
-        (tmp_dir / "SOURCES.txt").write_text(SOURCES + subject_listing(identities))
-        replace_dir(tmp_dir, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
-
