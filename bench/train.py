@@ -25,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.model import RCNN, RCNNConfig  # noqa: E402
-from pipeline.train import autocast, resolve_device, to_device, to_device_images  # noqa: E402
+from pipeline.train import autocast, resolve_device, sgd_step, to_device_images  # noqa: E402
 
 PAPER_CLIPS = {"smic": 164, "casme": 195, "casme2": 256}   # Sec. III-B
 FOLDS, VARIANTS, EPOCHS = 5, 48, 4                         # 5-fold CV, 6 x 8 jitter, lr 1e-3 halved to < 1e-4
@@ -58,17 +57,11 @@ def time_steps(model: torch.nn.Module, device: torch.device, precision: str, bat
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
 
     def step() -> None:
-        inputs, targets = to_device_images(batch, device), to_device(labels, device)
         if train:
-            with autocast(device, precision):
-                logits = model(inputs)
-            loss = F.cross_entropy(logits.float(), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            sgd_step(model, optimizer, batch, labels, device, precision)
         else:
             with torch.inference_mode(), autocast(device, precision):
-                model(inputs)
+                model(to_device_images(batch, device))
 
     model.train(train)
     for _ in range(2):                                    # warm-up: allocator, oneDNN/cuDNN plans, compile

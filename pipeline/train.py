@@ -246,6 +246,19 @@ def check_precision(device: torch.device, precision: str) -> None:
 
 # --- training and testing ---------------------------------------------------------------------------
 
+def sgd_step(model: RCNN, optimizer: torch.optim.Optimizer, samples: np.ndarray, labels: np.ndarray,
+             device: torch.device, precision: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One SGD step on a host batch: (loss, logits, targets on the device). bench/train.py times this."""
+    inputs, targets = to_device_images(samples, device), to_device(labels, device)
+    with autocast(device, precision):
+        logits = model(inputs)
+    loss = F.cross_entropy(logits.float(), targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, logits, targets
+
+
 def train_one_epoch(model: RCNN, optimizer: torch.optim.Optimizer, batches, n_batches: int,
                     device: torch.device, description: str, precision: str = "bf16"
                     ) -> tuple[float, float, int]:
@@ -256,13 +269,7 @@ def train_one_epoch(model: RCNN, optimizer: torch.optim.Optimizer, batches, n_ba
     seen = 0
     progress = tqdm(batches, total=n_batches, desc=description, unit="batch", file=sys.stderr)
     for step, (samples, labels, _) in enumerate(progress, start=1):
-        inputs, targets = to_device_images(samples, device), to_device(labels, device)
-        with autocast(device, precision):
-            logits = model(inputs)
-        loss = F.cross_entropy(logits.float(), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss, logits, targets = sgd_step(model, optimizer, samples, labels, device, precision)
         loss_sum += loss.detach() * len(labels)
         correct += (logits.argmax(dim=1) == targets).sum()
         seen += len(labels)
