@@ -6,10 +6,12 @@ the paper's 4 epochs, plus testing every clip's 48 tensors once).
 
     .venv/bin/python bench/train.py                       # CPU (and CUDA if present), M = 32 64 128
     .venv/bin/python bench/train.py --maps 32 --steps 5 --repeats 3 --threads 2
-    .venv/bin/python bench/train.py --compile             # also torch.compile'd models (CUDA)
+    .venv/bin/python bench/train.py --compile             # also torch.compile'd models
+    .venv/bin/python bench/train.py --loader /tmp/store   # HDF5 streaming alone: can it feed a GPU?
 
 It calls the training code's own pieces (pipeline.train.autocast, to_device_images) on random uint8
-batches already in host memory: HDF5 reading is not measured (it runs in a thread beside training).
+batches already in host memory: HDF5 reading is not measured (it runs in a thread beside training);
+`--loader DIR` measures it apart, on a paper-sized store written to DIR.
 Each figure is the best of --repeats timings of --steps steps, after 2 warm-up steps; on a shared
 machine the best is the least disturbed. Results go to stdout as a table and, with --json, to a file.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -43,6 +46,18 @@ def paper_run_samples() -> tuple[int, int]:
     train = clips * (FOLDS - 1) * VARIANTS * EPOCHS       # each clip is in the training set of 4 folds
     test = clips * VARIANTS
     return train, test
+
+
+def train_flops_per_sample(config: RCNNConfig) -> float:
+    """Floating-point operations of one training sample (forward + backward), counted by torch's
+    FlopCounterMode (convolutions and the linear layer; the elementwise work is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = RCNN(config)
+    sample = torch.zeros(1, 3, config.pixels, config.frames, dtype=torch.uint8)
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.cross_entropy(model(sample), torch.zeros(1, dtype=torch.int64)).backward()
+    return float(counter.get_total_flops())
 
 
 def time_steps(model: torch.nn.Module, device: torch.device, precision: str, batch_size: int, steps: int,
@@ -132,6 +147,61 @@ def compare_precisions(directory: Path, seeds: list[int], threads: int) -> None:
     print(f"bf16 on CPU, same seed twice: predictions {'byte-identical' if same else 'DIFFER'}")
 
 
+def drop_page_cache() -> None:
+    """Empty the kernel's page cache (root only), so that the next read comes from the disk."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+    except OSError as error:
+        raise SystemExit(f"--cold empties the page cache through /proc/sys/vm/drop_caches, which needs root: "
+                         f"{error}") from error
+
+
+def time_loader(directory: Path, n_clips: int, batch_size: int, repeats: int, cold: bool = False) -> dict:
+    """Samples/s that the training loop's own loader (`shuffled_batches`: clips read from HDF5 by a
+    thread, shuffled in a buffer, cut into batches, each batch then copied once more, as `to_device`
+    copies it into pinned memory on CUDA) delivers with no model to feed: the ceiling it puts on
+    training on any device.
+
+    The store is paper-sized (n_clips x 48 variants x 3 x 1966 x 30 uint8, one chunk per clip, as
+    the tensors stage writes it, ~8.5 MB a clip). Without `cold` every epoch reads it from the page
+    cache, as a machine with the RAM for the store does from the second epoch on; with `cold` the
+    page cache is emptied before each epoch (root only), so the store comes from the disk. The best
+    of `repeats` epochs is reported."""
+    import h5py
+
+    from pipeline.train import SHUFFLE_BUFFER_BYTES, shuffled_batches
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "loader.h5"
+    clip_shape = (VARIANTS, 3, PIXELS, FRAMES)
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as h5:
+        x = h5.create_dataset("x", shape=(n_clips, *clip_shape), dtype=np.uint8, chunks=(1, *clip_shape))
+        clip = rng.integers(0, 256, clip_shape, dtype=np.uint8)
+        for row in range(n_clips):
+            x[row] = np.roll(clip, row, axis=-1)
+    clip_bytes = int(np.prod(clip_shape))
+    clips_per_buffer = max(1, SHUFFLE_BUFFER_BYTES // clip_bytes)
+    labels = np.arange(n_clips) % 4
+    best = 0.0
+    with h5py.File(path, "r") as h5:
+        for _ in range(repeats):
+            if cold:
+                drop_page_cache()
+            started, seen = time.perf_counter(), 0
+            for samples, _, _ in shuffled_batches(h5["x"], np.arange(n_clips), labels, batch_size, rng,
+                                                  clips_per_buffer):
+                torch.from_numpy(samples).clone()        # stands in for the copy into pinned memory
+                seen += len(samples)
+            assert seen == n_clips * VARIANTS
+            best = max(best, seen / (time.perf_counter() - started))
+    path.unlink()
+    return {"clips": n_clips, "cold": cold, "store_gb": round(n_clips * clip_bytes / 1e9, 2),
+            "clips_per_buffer": clips_per_buffer, "samples_per_s": round(best, 1),
+            "mb_per_s": round(best * clip_bytes / VARIANTS / 1e6, 1)}
+
+
 def hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
@@ -151,7 +221,24 @@ def main() -> None:
     parser.add_argument("--accuracy", type=Path, metavar="DIR",
                         help="instead: compare fp32 and bf16 accuracy on a small faint task written to DIR")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--loader", type=Path, metavar="DIR",
+                        help="instead: time the HDF5 loader alone on a paper-sized store written to DIR")
+    parser.add_argument("--loader-clips", type=int, default=128, help="clips in the --loader store")
+    parser.add_argument("--cold", action="store_true",
+                        help="--loader: empty the page cache before each epoch (root only): read from disk")
     args = parser.parse_args()
+    if args.loader:
+        torch.set_num_threads(args.threads)
+        result = time_loader(args.loader, args.loader_clips, args.batch_size, args.repeats, args.cold)
+        train_samples, _ = paper_run_samples()
+        source = "disk" if args.cold else "page cache"
+        print(f"loader ({source}): {result['samples_per_s']:.0f} samples/s ({result['mb_per_s']:.0f} MB/s) over "
+              f"{result['clips']} clips ({result['store_gb']} GB, {result['clips_per_buffer']} clips a buffer), "
+              f"best of {args.repeats} epochs; the paper run's {train_samples:,} training samples at that "
+              f"rate: {hours(train_samples / result['samples_per_s'])}")
+        if args.json:
+            args.json.write_text(json.dumps({"torch": torch.__version__, "loader": result}, indent=2) + "\n")
+        return
     if args.accuracy:
         torch.set_num_threads(args.threads)
         compare_precisions(args.accuracy, args.seeds, args.threads)
@@ -170,8 +257,8 @@ def main() -> None:
     print(f"paper run per method: {train_samples:,} training samples "
           f"({sum(PAPER_CLIPS.values())} clips x {FOLDS - 1} training folds x {VARIANTS} x {EPOCHS} epochs), "
           f"{test_samples:,} test samples\n")
-    print(f"{'device':6} {'M':>4} {'precision':9} {'compiled':8} {'train/s':>9} {'(by CPU)':>9} {'test/s':>9} "
-          f"{'paper run':>10}")
+    print(f"{'device':6} {'M':>4} {'precision':9} {'compiled':8} {'train/s':>9} {'(by CPU)':>9} {'TFLOP/s':>8} "
+          f"{'test/s':>9} {'paper run':>10}")
     results = []
     for device_name in devices:
         device = resolve_device(device_name)
@@ -179,9 +266,11 @@ def main() -> None:
         for maps in args.maps:
             for precision in args.precisions:
                 for compiled in [False, True] if args.compile else [False]:
+                    config = RCNNConfig(maps=maps, recurrent_steps=args.recurrent_steps, n_classes=4,
+                                        pixels=PIXELS, frames=FRAMES)
+                    flops = train_flops_per_sample(config)
                     torch.manual_seed(0)
-                    model = RCNN(RCNNConfig(maps=maps, recurrent_steps=args.recurrent_steps, n_classes=4,
-                                            pixels=PIXELS, frames=FRAMES))
+                    model = RCNN(config)
                     model = model.to(device, memory_format=torch.channels_last)
                     if compiled:
                         model = torch.compile(model)
@@ -193,11 +282,13 @@ def main() -> None:
                            "train_samples_per_s": round(train_rate, 1),
                            "train_samples_per_cpu_s": round(train_cpu, 1) if device.type == "cpu" else None,
                            "test_samples_per_s": round(test_rate, 1),
+                           "train_gflop_per_sample": round(flops / 1e9, 3),
+                           "train_tflop_per_s": round(train_rate * flops / 1e12, 3),
                            "paper_run_s": round(projected), "threads": args.threads}
                     results.append(row)
                     by_cpu = f"{train_cpu:9.1f}" if device.type == "cpu" else f"{'-':>9}"
                     print(f"{device_name:6} {maps:4d} {precision:9} {str(compiled):8} {train_rate:9.1f} {by_cpu} "
-                          f"{test_rate:9.1f} {hours(projected):>10}", flush=True)
+                          f"{train_rate * flops / 1e12:8.3f} {test_rate:9.1f} {hours(projected):>10}", flush=True)
                     del model
                     if device.type == "cuda":
                         torch.cuda.empty_cache()
@@ -205,7 +296,8 @@ def main() -> None:
         args.json.write_text(json.dumps({"torch": torch.__version__, "cpu": cpu_name, "results": results},
                                         indent=2) + "\n")
     print(f"\npaper run = {train_samples:,} / train rate + {test_samples:,} / test rate, for one method "
-          "(MER-RCNN); reading HDF5 is not included")
+          "(MER-RCNN); reading HDF5 is not included (see --loader). TFLOP/s = train rate x the convolutions' "
+          "and linear layer's FLOPs per training sample (torch's FlopCounterMode)")
 
 
 if __name__ == "__main__":

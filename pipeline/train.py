@@ -372,7 +372,8 @@ def train_fold_stage(tensors_h5: Path, folds_csv: Path, fold: int, out_dir: Path
     """Train on every variant of every clip outside `fold`, test on the clips of `fold`.
 
     precision: "bf16" (autocast) or "fp32", on CPU and CUDA alike (see `autocast`). compile: run the
-    model through torch.compile (meant for CUDA; not measured here, where no GPU was available)."""
+    model through torch.compile (on a 2-core CPU it did not speed up training, bench/README.md; on
+    CUDA it has not been measured)."""
     started = time.perf_counter()
     fold = int(fold)                    # Snakemake wildcards arrive as strings
     params = {"method": method, "fold": fold, "maps": maps, "recurrent_steps": recurrent_steps,

@@ -1,6 +1,7 @@
 """params.yaml and its schema: the defaults validate, bad params are refused with a message naming the key."""
 
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
@@ -9,6 +10,7 @@ from pipeline.config import load_params, stage_params, validate_params
 from pipeline.errors import ParamsError
 
 DEFAULTS = load_params("params.yaml")
+CONFIGS = Path("workflow/configs")
 
 
 def broken(change):
@@ -45,3 +47,10 @@ def test_stage_params_name_exactly_what_a_stage_reads():
     index = stage_params(DEFAULTS, "index", ds="casme2")
     assert index["emotions"]["repression"] == "others" and index["fps"] == 200
     assert stage_params(DEFAULTS, "train", method="cnn")["method"] == "cnn"
+
+
+@pytest.mark.parametrize("overlay", sorted(path.name for path in CONFIGS.glob("*.yaml")))
+def test_every_shipped_overlay_validates(overlay):
+    params = load_params("params.yaml", CONFIGS / overlay)   # raises ParamsError naming the key if not
+    for name in params["datasets"]:
+        assert stage_params(params, "tensors", ds=name)["classes"]
