@@ -75,6 +75,8 @@ def table2(folds: pd.DataFrame, datasets: Mapping[str, Mapping], not_run: Mappin
     comes from the real dataset or from merflow's synthetic stand-in, which is not comparable.
     Methods in `not_run` (method -> reason, e.g. the pre-trained CNN without weights) get a row per
     dataset and protocol with no numbers of ours (0 folds) and the reason in `note`, never a guess.
+    Rows are laid out as the paper's table: by dataset (in the order given, a composite's sources after
+    it), then protocol (in the order given), then method in the paper's row order (METHOD_NAMES).
     """
     rows = []
     for (ds, protocol, method), group in folds.groupby(["dataset", "protocol", "method"], sort=True):
@@ -106,7 +108,19 @@ def table2(folds: pd.DataFrame, datasets: Mapping[str, Mapping], not_run: Mappin
                 rows.append({"method": method, "method_name": METHOD_NAMES.get(method, method), "dataset": ds,
                              "data": "synthetic" if datasets[ds].get("synthetic") else "real", "protocol": protocol,
                              "folds": 0, "paper_accuracy": paper, "note": reason})
+    rows.sort(key=lambda row: paper_row_order(row, list(datasets), list(protocols)))
     return pd.DataFrame(rows, columns=[*TABLE2_COLUMNS, "note"])
+
+
+def paper_row_order(row: Mapping, datasets: Sequence[str], protocols: Sequence[str]) -> tuple:
+    """Sort key of a Table 2 row: dataset, its source (a composite's per-dataset rows after its own),
+    protocol, method in the paper's order; names not listed go last, alphabetically."""
+    def rank(name: str, order: Sequence[str]) -> tuple[int, str]:
+        return (order.index(name) if name in order else len(order), name)
+
+    parent, _, source = row["dataset"].partition("/")
+    return (rank(parent, datasets), source, rank(row["protocol"], protocols),
+            rank(row["method"], list(METHOD_NAMES)))
 
 
 def metrics_summary(table: pd.DataFrame) -> dict:
@@ -164,8 +178,9 @@ def _group_label(method: str, ds: str, protocol: str) -> str:
 def fold_accuracy_figure(folds: pd.DataFrame, table: pd.DataFrame) -> Figure:
     """Accuracy, UF1 and UAR of every fold (dots), their mean ± sample std (bar), and the paper's
     accuracy (red diamond) where the paper reports one for that method, dataset and protocol."""
-    groups = list(folds.groupby(["dataset", "protocol", "method"], sort=True))
     paper = {(r.dataset, r.protocol, r.method): r.paper_accuracy for r in table.itertuples()}
+    position = {key: i for i, key in enumerate(paper)}                      # Table 2's row order
+    groups = sorted(folds.groupby(["dataset", "protocol", "method"]), key=lambda g: position.get(g[0], len(position)))
     fig = Figure(figsize=(max(4.5, 1.5 + 1.6 * len(groups)) * 1.6, 3.4))
     axes = fig.subplots(1, 3, sharey=True)
     labels = [_group_label(method, ds, protocol).replace(" · ", "\n", 1) for (ds, protocol, method), _ in groups]

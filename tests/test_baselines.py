@@ -297,3 +297,19 @@ def test_pretrained_cnn_fine_tunes_a_user_supplied_vgg16(motion_store, tmp_path)
         pretrained_cnn_fold_stage(motion_store / "aligned.h5", motion_store / "folds.csv", 0, out, classes=CLASSES,
                                   weights=str(tmp_path / "other.pt"), input_size=32, frames_per_clip=2, epochs=1,
                                   lr=0.01, batch_size=8, momentum=0.9, weight_decay=0.0, seed=0, threads=1)
+
+
+def test_table2_rows_follow_the_papers_layout(tmp_path):
+    metrics = []
+    for ds in ("smic", "casme2"):
+        for method in ("rcnn", "lbptop", "cnn", "mdmo"):
+            path = tmp_path / "results" / ds / "kfold5" / method / "fold0" / "metrics.json"
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps({"accuracy": 0.5, "uf1": 0.5, "uar": 0.5, "n_test": 2,
+                                        "confusion": [[1, 1], [0, 0]]}))
+            metrics.append(path)
+    datasets = {"casme2": {"layout": "casme2", "synthetic": True}, "smic": {"layout": "smic", "synthetic": True}}
+    table = table2(fold_table(metrics), datasets, {"pretrained_cnn": NEEDS_WEIGHTS}, ["kfold5"])
+    order = ["lbptop", "mdmo", "pretrained_cnn", "cnn", "rcnn"]         # Table 2's rows, top to bottom
+    rows = list(zip(table["dataset"], table["method"], strict=True))
+    assert rows == [(ds, method) for ds in ("casme2", "smic") for method in order]
