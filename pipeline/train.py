@@ -488,11 +488,3 @@ def train_fold_stage(tensors_h5: Path, folds_csv: Path, fold: int, out_dir: Path
     with atomic_output(out_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(scores, indent=2) + "\n")
     checkpoint_path.unlink(missing_ok=True)    # the fold is done: model.pt is its result
-
-
-def load_model(model_pt: Path, device: str = "cpu") -> tuple[RCNN, list[str]]:
-    """The trained model (in eval mode, input normalisation included) and its class names."""
-    checkpoint = torch.load(model_pt, map_location=device, weights_only=True)
-    model = RCNN(RCNNConfig(**checkpoint["config"]))
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.to(device).eval(), checkpoint["classes"]

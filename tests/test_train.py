@@ -11,9 +11,9 @@ import torch
 
 from pipeline import metrics
 from pipeline.errors import MerflowError
+from pipeline.predict import build_model, load_checkpoint
 from pipeline.train import (
     channel_histograms,
-    load_model,
     lr_schedule,
     mean_std_from_histograms,
     shuffled_batches,
@@ -210,8 +210,8 @@ def test_input_normalisation_comes_from_the_training_clips_only(trained):
 
 def test_checkpoint_reproduces_predictions(trained):
     tensors, _, (out_dir, _) = trained
-    model, classes = load_model(out_dir / "model.pt")
-    checkpoint = torch.load(out_dir / "model.pt", weights_only=True)
+    checkpoint = load_checkpoint(out_dir / "model.pt")
+    model, classes = build_model(checkpoint), checkpoint["classes"]
     assert classes == CLASSES and checkpoint["params"]["fold"] == 0
     assert len(checkpoint["normalisation"]["mean"]) == 3
     predictions = pd.read_csv(out_dir / "predictions.csv")
