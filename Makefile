@@ -26,8 +26,18 @@ demo: install
 	@echo "Table 2: results/table2.csv   report: results/report.html (figures: results/figures/)   artifacts: data/   logs: logs/"
 	@echo "Predict on a new video: .venv/bin/merflow predict VIDEO_OR_FRAME_DIR --model results/casme2/kfold5/rcnn/fold0/model.pt"
 
+# The numerics-sensitive tests run again on other CPU kernel paths than this machine's best: oneDNN
+# capped at AVX2, then at SSE4.1 with PyTorch's and OpenCV's own vector kernels lowered too, so a
+# regression on any of them shows up whatever CPU runs the tests (docs: reproducibility).
+NUMERICS_TESTS := tests/test_train.py tests/test_evm.py tests/test_evm_torch.py tests/test_jitter.py \
+	tests/test_predict.py tests/test_model.py
+KERNEL_PATHS := "ONEDNN_MAX_CPU_ISA=AVX2" \
+	"ONEDNN_MAX_CPU_ISA=SSE41 ATEN_CPU_CAPABILITY=default OPENCV_CPU_DISABLE=AVX2,FMA3"
+
 test: install
 	$(BIN)/pytest -q
+	@for path in $(KERNEL_PATHS); do echo "numerics tests with $$path"; \
+		env $$path $(BIN)/pytest -q -p no:cacheprovider $(NUMERICS_TESTS) || exit 1; done
 
 lint: install
 	$(BIN)/ruff check .

@@ -5,7 +5,7 @@ aligned with one similarity transform (pipeline.faces), magnified with EVM (pipe
 cropped and jittered into V tensors (pipeline.jitter), using the align, magnify and tensors params
 that model.pt records (each artifact's provenance carries the params of the stages upstream of it,
 see pipeline.artifacts.upstream_params). The class probabilities are the mean softmax over the V
-jittered tensors, as in testing (pipeline.train.predict_clips).
+jittered tensors, as in testing (pipeline.train.clip_softmax).
 
 The whole input is taken as one clip from onset to offset: trim a longer video to the expression
 first. EVM's temporal band-pass is given per frame (r1, r2); when the model's magnify params have a
@@ -154,7 +154,7 @@ def build_model(checkpoint: Mapping) -> torch.nn.Module:
     from pipeline.model import RCNN, RCNNConfig
     model = RCNN(RCNNConfig(**checkpoint["config"]))
     model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
+    return model.to(memory_format=torch.channels_last).eval()     # as the training stage holds it
 
 
 # --- preprocessing and prediction -------------------------------------------------------------------
@@ -201,12 +201,13 @@ def clip_tensors(frames: np.ndarray, frame_names: list[str], prep: Mapping[str, 
     return variants, landmark_frame
 
 
-@torch.inference_mode()
-def mean_softmax(model: torch.nn.Module, variants: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities of one clip: the softmax averaged over its jittered tensors (fp32)."""
-    softmax = [model(torch.from_numpy(variants[start:start + batch_size])).float().softmax(dim=1)
-               for start in range(0, len(variants), batch_size)]
-    return torch.cat(softmax).mean(dim=0).numpy().astype(np.float64)
+def mean_softmax(model: torch.nn.Module, variants: np.ndarray, checkpoint: Mapping) -> np.ndarray:
+    """Class probabilities of one clip, computed as the training stage tested the model: on the CPU,
+    in the precision and batch size it was trained with (fp32 for a model that records none)."""
+    from pipeline.train import clip_softmax
+    params = checkpoint.get("params", {})
+    return clip_softmax(model, variants, params.get("batch_size", 64), torch.device("cpu"),
+                        params.get("precision", "fp32"))
 
 
 def predict(input_path: str | os.PathLike, model_pt: str | os.PathLike, params: Mapping | None = None,
@@ -244,7 +245,7 @@ def predict(input_path: str | os.PathLike, model_pt: str | os.PathLike, params: 
     print(f"{len(frames)} frames of {frames.shape[2]}x{frames.shape[1]}: detecting, aligning, magnifying, "
           f"jittering", file=sys.stderr)
     variants, landmark_frame = clip_tensors(frames, frame_names, prep, clip_id, fps)
-    probabilities = mean_softmax(model, variants)
+    probabilities = mean_softmax(model, variants, checkpoint)
     classes = list(checkpoint["classes"])
     return {"input": os.fspath(input_path), "model": os.fspath(model_pt), "frames": len(frames), "fps": fps,
             "face_frame": landmark_frame, "variants": len(variants),

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -224,11 +225,10 @@ def to_device_images(samples: np.ndarray, device: torch.device) -> torch.Tensor:
     return to_device(samples, device).contiguous(memory_format=torch.channels_last)
 
 
-def autocast(device: torch.device, precision: str = "bf16"):
+def autocast(device: torch.device, precision: str = "fp32"):
     """bf16 autocast (convs and the linear layer compute in bf16; the weights, BatchNorm's statistics and
-    the loss stay fp32) or plain fp32. bf16 is ~1.7x faster at M = 32 on a 2-core CPU with avx512_bf16 (bench/train.py);
-    on a CPU without native bf16 it is emulated and slower than fp32, hence the warning in
-    `check_precision`."""
+    the loss stay fp32) or plain fp32. fp32 is the default because it learns the same on every CPU
+    kernel path; bf16's speed and accuracy depend on the CPU (bench/README.md, "Precision")."""
     if precision not in PRECISIONS:
         raise MerflowError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
     return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
@@ -242,6 +242,18 @@ def check_precision(device: torch.device, precision: str) -> None:
     if precision == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         print("warning: train.precision is bf16 but this CPU has no native bf16 (avx512_bf16/AMX); "
               "training will be slower than with fp32", file=sys.stderr)
+
+
+def set_determinism(deterministic: bool) -> None:
+    """train.deterministic: cuDNN's autotuner off and torch's deterministic algorithms on (an error
+    where an op has none), so a GPU run gives the same weights every time; off, cuDNN picks the
+    fastest kernels per shape, which can differ from run to run. The CPU path is deterministic
+    either way. CUBLAS_WORKSPACE_CONFIG is what cuBLAS needs for deterministic matrix products."""
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    torch.use_deterministic_algorithms(deterministic)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 # --- training and testing ---------------------------------------------------------------------------
@@ -260,7 +272,7 @@ def sgd_step(model: RCNN, optimizer: torch.optim.Optimizer, samples: np.ndarray,
 
 
 def train_one_epoch(model: RCNN, optimizer: torch.optim.Optimizer, batches, n_batches: int,
-                    device: torch.device, description: str, precision: str = "bf16"
+                    device: torch.device, description: str, precision: str = "fp32"
                     ) -> tuple[float, float, int]:
     """Mean loss, accuracy on the training batches (as seen during the epoch) and samples seen."""
     model.train()
@@ -279,21 +291,26 @@ def train_one_epoch(model: RCNN, optimizer: torch.optim.Optimizer, batches, n_ba
 
 
 @torch.inference_mode()
-def predict_clips(model: RCNN, x: h5py.Dataset | np.ndarray, rows: np.ndarray, batch_size: int,
-                  device: torch.device, precision: str = "bf16") -> np.ndarray:
-    """Class probabilities (len(rows), C) per clip: the mean of the softmax over the clip's V jitter
-    variants (test-time averaging over the temporal-jitter copies of Sec. II-D)."""
+def clip_softmax(model: torch.nn.Module, variants: np.ndarray, batch_size: int, device: torch.device,
+                 precision: str) -> np.ndarray:
+    """Class probabilities (C,) of one clip: the mean of the softmax over its V jitter variants
+    (test-time averaging over the temporal-jitter copies of Sec. II-D). The stage's testing and
+    `merflow predict` both call this, in the precision and batch size the model was trained with, so
+    a checkpoint reproduces its predictions.csv on the machine that wrote it."""
     model.eval()
-    probabilities = []
-    for row in tqdm(rows, desc="test clips", unit="clip", file=sys.stderr):
-        clip = x[row]                                   # (V, 3, pixels, frames), one HDF5 chunk
-        softmax = []
-        for start in range(0, len(clip), batch_size):
-            with autocast(device, precision):
-                logits = model(to_device_images(clip[start:start + batch_size], device))
-            softmax.append(logits.float().softmax(dim=1))
-        probabilities.append(torch.cat(softmax).mean(dim=0).cpu().numpy())
-    return np.stack(probabilities).astype(np.float64)
+    softmax = []
+    for start in range(0, len(variants), batch_size):
+        with autocast(device, precision):
+            logits = model(to_device_images(np.ascontiguousarray(variants[start:start + batch_size]), device))
+        softmax.append(logits.float().softmax(dim=1))
+    return torch.cat(softmax).mean(dim=0).cpu().numpy().astype(np.float64)
+
+
+def predict_clips(model: torch.nn.Module, x: h5py.Dataset | np.ndarray, rows: np.ndarray, batch_size: int,
+                  device: torch.device, precision: str = "fp32") -> np.ndarray:
+    """Class probabilities (len(rows), C) per clip (`clip_softmax`), one clip (one HDF5 chunk) at a time."""
+    return np.stack([clip_softmax(model, x[row], batch_size, device, precision)
+                     for row in tqdm(rows, desc="test clips", unit="clip", file=sys.stderr)])
 
 
 def predictions_table(test: pd.DataFrame, probabilities: np.ndarray, classes: list[str]) -> pd.DataFrame:
@@ -368,10 +385,12 @@ def resume_from_checkpoint(path: Path, key: str, model: RCNN, optimizer: torch.o
 def train_fold_stage(tensors_h5: Path, folds_csv: Path, fold: int, out_dir: Path, *, method: str,
                      maps: int, recurrent_steps: int, batch_size: int, lr: float, lr_decay: float,
                      min_lr: float, max_epochs: int, momentum: float, weight_decay: float, seed: int,
-                     device: str, threads: int, precision: str = "bf16", compile: bool = False) -> None:
+                     device: str, threads: int, precision: str = "fp32", compile: bool = False,
+                     deterministic: bool = True) -> None:
     """Train on every variant of every clip outside `fold`, test on the clips of `fold`.
 
-    precision: "bf16" (autocast) or "fp32", on CPU and CUDA alike (see `autocast`). compile: run the
+    precision: "fp32" or "bf16" (autocast), on CPU and CUDA alike (see `autocast`). deterministic: see
+    `set_determinism`. compile: run the
     model through torch.compile (on a 2-core CPU it did not speed up training, bench/README.md; on
     CUDA it has not been measured)."""
     started = time.perf_counter()
@@ -379,7 +398,8 @@ def train_fold_stage(tensors_h5: Path, folds_csv: Path, fold: int, out_dir: Path
     params = {"method": method, "fold": fold, "maps": maps, "recurrent_steps": recurrent_steps,
               "batch_size": batch_size, "lr": lr, "lr_decay": lr_decay, "min_lr": min_lr,
               "max_epochs": max_epochs, "momentum": momentum, "weight_decay": weight_decay,
-              "seed": seed, "device": device, "threads": threads, "precision": precision, "compile": compile}
+              "seed": seed, "device": device, "threads": threads, "precision": precision, "compile": compile,
+              "deterministic": deterministic}
     if method not in METHODS:
         raise MerflowError(f"train: unknown method {method!r}, expected one of {METHODS}")
     rates = lr_schedule(lr, lr_decay, min_lr, max_epochs)
@@ -388,7 +408,7 @@ def train_fold_stage(tensors_h5: Path, folds_csv: Path, fold: int, out_dir: Path
     torch_device = resolve_device(device)
     check_precision(torch_device, precision)
     torch.set_num_threads(threads)
-    torch.backends.cudnn.benchmark = True
+    set_determinism(deterministic)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)

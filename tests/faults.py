@@ -135,8 +135,8 @@ def run_limited(script: str, limit_bytes: int, cwd: Path, timeout_s: float = 300
     stdout line should report /proc/self/status VmPeak."""
     prelude = ("import resource\n"
                f"resource.setrlimit(resource.RLIMIT_AS, ({limit_bytes}, {limit_bytes}))\n")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2",
-           "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "MALLOC_ARENA_MAX": "2", "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-c", prelude + script], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout_s)
 

@@ -11,7 +11,7 @@ import torch
 
 from pipeline import metrics
 from pipeline.errors import MerflowError
-from pipeline.predict import build_model, load_checkpoint
+from pipeline.predict import build_model, load_checkpoint, mean_softmax
 from pipeline.train import (
     channel_histograms,
     lr_schedule,
@@ -147,7 +147,7 @@ def write_tiny_store(tmp_path, n_clips=24):
 # threads=1: on a busy 2-core machine two OpenMP threads stall on tiny ops (seconds per epoch).
 TRAIN_PARAMS = dict(method="rcnn", maps=4, recurrent_steps=1, batch_size=8, lr=0.05, lr_decay=0.8,
                     min_lr=0.001, max_epochs=10, momentum=0.9, weight_decay=5e-4, seed=0, device="cpu",
-                    threads=1, precision="bf16")
+                    threads=1, precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +209,9 @@ def test_input_normalisation_comes_from_the_training_clips_only(trained):
 
 
 def test_checkpoint_reproduces_predictions(trained):
+    """model.pt evaluated the way the stage tested it (merflow predict's path: same precision, batch
+    size and memory layout) gives predictions.csv's probabilities; the only difference allowed is the
+    CSV's rounding to 6 decimals."""
     tensors, _, (out_dir, _) = trained
     checkpoint = load_checkpoint(out_dir / "model.pt")
     model, classes = build_model(checkpoint), checkpoint["classes"]
@@ -216,11 +219,26 @@ def test_checkpoint_reproduces_predictions(trained):
     assert len(checkpoint["normalisation"]["mean"]) == 3
     predictions = pd.read_csv(out_dir / "predictions.csv")
     with h5py.File(tensors, "r") as h5:
-        row = list(h5["clip_id"].asstr()[()]).index(predictions["clip_id"][0])
-        clip = torch.from_numpy(h5["x"][row])
+        rows = [list(h5["clip_id"].asstr()[()]).index(c) for c in predictions["clip_id"]]
+        p_twitch = [mean_softmax(model, h5["x"][row], checkpoint)[1] for row in rows]
+    np.testing.assert_allclose(p_twitch, predictions["p_twitch"], rtol=0, atol=5e-7 + 1e-12)
+
+
+def test_bf16_forward_is_fp32_within_bf16_rounding():
+    """One conv under bf16 autocast against fp32: inputs and weights rounded to bf16 (8-bit mantissa,
+    relative error <= 2^-8 each) bound the error of each output by about 2 * 2^-8 * sum |w| |x|, whatever
+    the kernel's accumulation order, plus the output's own rounding to bf16 (2^-8 |y|)."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    x = torch.randn(4, 3, 40, 30)
     with torch.no_grad():
-        p_twitch = model(clip).softmax(dim=1).mean(dim=0)[1].item()
-    assert p_twitch == pytest.approx(predictions["p_twitch"][0], abs=1e-5)
+        exact = conv(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            approx = conv(x).float()
+        magnitude = torch.nn.functional.conv2d(x.abs(), conv.weight.abs(), conv.bias.abs(), padding=1)
+    bound = 2 * 2.0 ** -8 * magnitude + 2.0 ** -8 * exact.abs() + 1e-6
+    assert approx.dtype == torch.float32 and (approx - exact).abs().le(bound).all()
+    assert (approx - exact).abs().max() > 0          # bf16 was really used
 
 
 def test_cnn_method_drops_the_recurrent_steps(tmp_path):
@@ -234,15 +252,37 @@ def test_cnn_method_drops_the_recurrent_steps(tmp_path):
         train_fold_stage(tensors, folds, 1, tmp_path / "x", **{**params, "method": "lstm"})
 
 
-def test_bf16_is_deterministic_and_fp32_learns_the_same_task(trained, tmp_path):
-    """The fixture's two runs are bf16 (the default) and byte-identical (test above); fp32 also learns
-    the task, its probabilities close to bf16's, and metrics.json says which precision made them."""
-    tensors, folds, (bf16_run, _) = trained
-    train_fold_stage(tensors, folds, 0, tmp_path / "fp32", **{**TRAIN_PARAMS, "precision": "fp32"})
-    bf16, fp32 = (json.loads((d / "metrics.json").read_text()) for d in (bf16_run, tmp_path / "fp32"))
-    assert (bf16["precision"], fp32["precision"]) == ("bf16", "fp32")
-    assert fp32["accuracy"] >= 0.875
-    p_bf16, p_fp32 = (pd.read_csv(d / "predictions.csv")["p_twitch"] for d in (bf16_run, tmp_path / "fp32"))
-    assert np.abs(p_bf16 - p_fp32).max() < 0.2
+def test_bf16_training_is_deterministic_and_records_its_precision(tmp_path):
+    """bf16 is opt-in: two runs with the same seed give byte-identical predictions on one machine, the
+    training loss falls, and metrics.json says which precision made them. How well bf16 learns depends
+    on the CPU's kernels (bench/README.md), so its accuracy is not asserted here; fp32's is (above)."""
+    tensors, folds = write_tiny_store(tmp_path)
+    runs = [tmp_path / "bf16_a", tmp_path / "bf16_b"]
+    for out_dir in runs:
+        train_fold_stage(tensors, folds, 0, out_dir, **{**TRAIN_PARAMS, "precision": "bf16"})
+    assert (runs[0] / "predictions.csv").read_bytes() == (runs[1] / "predictions.csv").read_bytes()
+    scores = json.loads((runs[0] / "metrics.json").read_text())
+    assert scores["precision"] == "bf16"
+    loss = pd.read_csv(runs[0] / "train_log.csv")["loss"]
+    assert loss.iloc[-1] < loss.iloc[0]
+    probabilities = pd.read_csv(runs[0] / "predictions.csv")[["p_calm", "p_twitch"]]
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=2e-6)
     with pytest.raises(MerflowError, match="precision"):
         train_fold_stage(tensors, folds, 0, tmp_path / "x", **{**TRAIN_PARAMS, "precision": "fp16"})
+
+
+def test_deterministic_switch_sets_torch_and_cudnn(tmp_path):
+    """train.deterministic on: torch's deterministic algorithms and no cuDNN autotuning during the
+    stage; off: cuDNN may autotune. The CPU's predictions are the same either way."""
+    tensors, folds = write_tiny_store(tmp_path, n_clips=12)
+    params = {**TRAIN_PARAMS, "max_epochs": 1}
+    try:
+        for deterministic in (False, True):
+            train_fold_stage(tensors, folds, 1, tmp_path / str(deterministic), **params, deterministic=deterministic)
+            assert torch.are_deterministic_algorithms_enabled() is deterministic
+            assert torch.backends.cudnn.benchmark is not deterministic
+        predictions = [(tmp_path / name / "predictions.csv").read_bytes() for name in ("False", "True")]
+        assert predictions[0] == predictions[1]
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.benchmark = False
