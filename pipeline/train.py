@@ -227,8 +227,8 @@ def to_device_images(samples: np.ndarray, device: torch.device) -> torch.Tensor:
 
 def autocast(device: torch.device, precision: str = "fp32"):
     """bf16 autocast (convs and the linear layer compute in bf16; the weights, BatchNorm's statistics and
-    the loss stay fp32) or plain fp32. fp32 is the default because it learns the same on every CPU
-    kernel path; bf16's speed and accuracy depend on the CPU (bench/README.md, "Precision")."""
+    the loss stay fp32) or plain fp32, the default: bf16's speed and how it learns depend on the CPU
+    (bench/README.md, "Precision and CPU kernel paths")."""
     if precision not in PRECISIONS:
         raise MerflowError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
     return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
