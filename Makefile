@@ -27,6 +27,7 @@ demo: install
 	@echo "Predict on a new video: .venv/bin/merflow predict VIDEO_OR_FRAME_DIR --model results/casme2/kfold5/rcnn/fold0/model.pt"
 
 test: install
+	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/pytest -q
 
 lint: install
