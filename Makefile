@@ -35,6 +35,7 @@ KERNEL_PATHS := "ONEDNN_MAX_CPU_ISA=AVX2" \
 	"ONEDNN_MAX_CPU_ISA=SSE41 ATEN_CPU_CAPABILITY=default OPENCV_CPU_DISABLE=AVX2,FMA3"
 
 test: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	$(BIN)/pytest -q
 	@for path in $(KERNEL_PATHS); do echo "numerics tests with $$path"; \
 		env $$path $(BIN)/pytest -q -p no:cacheprovider $(NUMERICS_TESTS) || exit 1; done

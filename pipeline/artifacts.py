@@ -1,7 +1,7 @@
 """Artifacts on disk: atomic writes, provenance, and the HDF5 clip store shared by the stages.
 
 Every stage writes its output to a temporary file beside the target and renames it into place only
-when the whole file is written (DESIGN.md: "artifacts are written atomically"), so an interrupted or
+when the whole file is written (every artifact is written atomically), so an interrupted or
 failed stage never leaves a half-written artifact that a later stage could read.
 
 Every HDF5 artifact records, as root attributes, the stage that made it, the params it was made

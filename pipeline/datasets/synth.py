@@ -1,6 +1,6 @@
 """Synthetic CASME II: real face photos with subtle, class-specific, landmark-driven micro-motion.
 
-`generate_casme2` writes the tree CASME II's owners distribute (DESIGN.md, "Data"):
+`generate_casme2` writes the tree CASME II's owners distribute (docs/datasets.md):
 
     CASME2-coding-synthetic.xlsx                  Subject, Filename, OnsetFrame, ApexFrame, OffsetFrame,
                                                   Action Units, Estimated Emotion
