@@ -20,6 +20,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.faults import sha256
+
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "tests" / "tiny.yaml"
 TARGETS = ["results/table2.csv", "results/report.html"]
@@ -143,11 +145,6 @@ DIGESTS = REPO / "tests" / "data" / "tiny_digests.json"
 BYTE_IDENTICAL = ("data/casme2/index.csv", "data/casme2/folds/kfold5.csv")
 # A lower OpenCV/oneDNN/PyTorch kernel path than this machine's best: what another CPU may run.
 OTHER_KERNELS = {"OPENCV_CPU_DISABLE": "AVX2,FMA3", "ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default"}
-
-
-def sha256(path: Path) -> str:
-    import hashlib
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_index_and_folds_match_the_recorded_checksums(tiny_run):
