@@ -12,8 +12,15 @@ from pathlib import Path
 from pipeline.errors import MerflowError
 
 
-def _load(params_files: Sequence[str]) -> dict:
-    from pipeline.config import load_params
+def _load(params_files: Sequence[str] | None) -> dict:
+    """The params files given, else ./params.yaml, else the defaults merflow ships (so that every
+    command works from any folder)."""
+    from pipeline.config import PACKAGED_PARAMS, load_params
+    if not params_files:
+        params_files = ["params.yaml"] if Path("params.yaml").is_file() else [PACKAGED_PARAMS]
+    missing = [name for name in params_files if not Path(name).is_file()]
+    if missing:
+        raise MerflowError(f"params file {missing[0]} does not exist")
     return load_params(*params_files)
 
 
@@ -35,7 +42,9 @@ def cmd_check_dataset(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from pipeline.index import check_dataset
+    from pipeline.datasets.layouts import LAYOUTS
     params = _load(args.params)
+    args.mapping = args.mapping or LAYOUTS[args.layout].mapping
     if args.mapping not in params["mappings"]:
         raise MerflowError(f"--mapping {args.mapping!r} is not a key of `mappings:` ({', '.join(params['mappings'])})")
     mapping = params["mappings"][args.mapping]
@@ -75,7 +84,8 @@ def cmd_dvc_yaml(args: argparse.Namespace) -> None:
     text = dvc_yaml(_load(args.params))
     if args.check:
         if Path(args.out).read_text() != text:
-            raise MerflowError(f"{args.out} is out of date with {', '.join(args.params)}: run `merflow dvc-yaml`")
+            given = ", ".join(args.params or ["params.yaml"])
+            raise MerflowError(f"{args.out} is out of date with {given}: run `merflow dvc-yaml`")
         print(f"{args.out} is up to date")
         return
     Path(args.out).write_text(text)
@@ -141,14 +151,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipeline.datasets.layouts import LAYOUTS
     parser = argparse.ArgumentParser(prog="merflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    params_help = "params files, later ones overriding earlier ones (default: params.yaml)"
+    params_help = ("params files, later ones overriding earlier ones (default: ./params.yaml, or merflow's own "
+                   "defaults where there is none)")
+    layouts = list(LAYOUTS)
 
     synth = sub.add_parser("synth", help="generate a synthetic dataset in a real dataset's layout")
-    synth.add_argument("--layout", default="casme2", choices=["casme2", "casme", "smic", "samm"])
+    synth.add_argument("--layout", default="casme2", choices=layouts)
     synth.add_argument("--out", help="output folder (default: data/synthetic/LAYOUT)")
-    synth.add_argument("--params", nargs="+", default=["params.yaml"], help=params_help)
+    synth.add_argument("--params", nargs="+", help=params_help)
     synth.add_argument("--seed", type=int)
     synth.add_argument("--subjects", type=int)
     synth.add_argument("--clips-per-subject", type=int)
@@ -160,10 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-dataset", help="report every problem of a dataset tree (the index stage's "
                                                  "checks); exit status 1 if there are any")
     check.add_argument("path", help="the dataset's root folder")
-    check.add_argument("--layout", required=True, choices=["casme2", "casme", "smic", "samm"])
-    check.add_argument("--mapping", default="paper4", help="key of `mappings:` in the params (default: paper4)")
-    check.add_argument("--variant", help="casme2: raw or cropped; smic: HS, VIS or NIR")
-    check.add_argument("--params", nargs="+", default=["params.yaml"], help=params_help)
+    check.add_argument("--layout", required=True, choices=layouts)
+    check.add_argument("--mapping", help="key of `mappings:` in the params (default: the layout's own: "
+                                         + ", ".join(f"{name} {entry.mapping}" for name, entry in LAYOUTS.items())
+                                         + ")")
+    check.add_argument("--variant", help="; ".join(f"{name}: {' or '.join(entry.variants)}"
+                                                   for name, entry in LAYOUTS.items() if len(entry.variants) > 1))
+    check.add_argument("--params", nargs="+", help=params_help)
     check.set_defaults(func=cmd_check_dataset)
 
     stage = sub.add_parser("stage", help="run one pipeline stage (what each DVC stage runs)")
@@ -175,11 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("--method")
     stage.add_argument("--fold", type=int)
     stage.add_argument("--key", help="an ablation setting's artifact key (the ablation_* stages)")
-    stage.add_argument("--params", nargs="+", default=["params.yaml"], help=params_help)
+    stage.add_argument("--params", nargs="+", help=params_help)
     stage.set_defaults(func=cmd_stage)
 
     dvc = sub.add_parser("dvc-yaml", help="write dvc.yaml from params.yaml (or --check that it is current)")
-    dvc.add_argument("--params", nargs="+", default=["params.yaml"], help=params_help)
+    dvc.add_argument("--params", nargs="+", help=params_help)
     dvc.add_argument("--out", default="dvc.yaml")
     dvc.add_argument("--check", action="store_true")
     dvc.set_defaults(func=cmd_dvc_yaml)
@@ -190,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="per stage: the artifact, its params, its inputs and whether it is up "
                                          "to date with params.yaml and the files now (exit 1 if any is not)")
-    audit.add_argument("--params", nargs="+", default=["params.yaml"], help=params_help)
+    audit.add_argument("--params", nargs="+", help=params_help)
     audit.add_argument("--brief", action="store_true", help="one line per artifact")
     audit.add_argument("--json", action="store_true", help="print the audit as JSON")
     audit.set_defaults(func=cmd_audit)
@@ -214,6 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status = args.func(args)          # None, or an exit status (check-dataset: 1 when it finds problems)
     except MerflowError as error:
+        print(f"merflow: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:             # a path the user gave that cannot be read or written
         print(f"merflow: error: {error}", file=sys.stderr)
         return 1
     return status or 0

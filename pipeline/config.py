@@ -20,6 +20,7 @@ from pipeline.errors import ParamsError
 from pipeline.paths import SYNTH_DIR
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "params.schema.yaml"
+PACKAGED_PARAMS = str(Path(__file__).resolve().parent.parent / "params.yaml")   # the defaults merflow ships
 STAGES = ("synth", "index", "align", "magnify", "tensors", "folds", "train",   # stages that read params
           "lbptop", "lbpsip", "tics", "mdmo", "pretrained_cnn")
 

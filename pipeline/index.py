@@ -13,7 +13,6 @@ dataset root joined with the layout's relative path) in temporal order.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -21,21 +20,10 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.artifacts import atomic_output
-from pipeline.datasets.casme import read_casme
-from pipeline.datasets.casme2 import read_casme2
 from pipeline.datasets.common import ClipProblem
-from pipeline.datasets.samm import read_samm
-from pipeline.datasets.smic import read_smic
+from pipeline.datasets.layouts import layout as layout_entry
 from pipeline.errors import BadInputError, DatasetError, ParamsError
 
-# layout name -> reader(root, emotions, classes, variant) -> (clip records, problems)
-Reader = Callable[[Path, dict[str, str | None], list[str], str | None], tuple[list[dict], list[ClipProblem]]]
-READERS: dict[str, Reader] = {
-    "casme2": read_casme2,
-    "casme": read_casme,
-    "smic": read_smic,
-    "samm": read_samm,
-}
 INDEX_COLUMNS = ["dataset", "clip_id", "subject", "episode", "emotion", "label", "label_index", "onset", "apex",
                  "offset", "n_frames", "fps", "frames"]
 REGISTERED_COLUMN = "registered"   # written only for a dataset of registered face crops (dataset.<ds>.registered)
@@ -83,12 +71,11 @@ def check_dataset(root: Path, *, layout: str, emotions: dict[str, str | None], c
     `merflow check-dataset` reports and what the index stage acts on.
     """
     dataset = dataset or layout
-    if layout not in READERS:
-        raise ParamsError(f"dataset.{dataset}.layout: unknown layout {layout!r} (known: {', '.join(READERS)})")
+    reader = layout_entry(layout, f"dataset.{dataset}.layout").reader
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(dataset, [f"dataset root {root} does not exist (dataset.{dataset}.root)"])
-    records, found = READERS[layout](root, emotions, classes, variant)
+    records, found = reader(root, emotions, classes, variant)
     left_out = [problem for problem in found if problem.left_out]
     problems = [problem for problem in found if not problem.left_out]
     problems += validate_frames(records)

@@ -37,7 +37,6 @@ from pipeline.datasets.synth import (
 )
 from pipeline.errors import ParamsError
 
-LAYOUTS = ("casme2", "casme", "smic", "samm")
 
 CASME_GROUPS = {"positive": ["happiness"], "negative": ["disgust", "sadness", "fear", "contempt"],
                 "surprise": ["surprise"], "others": ["tense", "repression"]}
@@ -63,10 +62,8 @@ SAMM_FIRST_SUBJECT = 6
 
 def generate_synthetic(layout: str, out_dir: Path, **synth: float | int) -> None:
     """Write a synthetic tree of `layout` at `out_dir`; `synth` is the synth section of params.yaml."""
-    writers = {"casme2": generate_casme2, "casme": generate_casme, "smic": generate_smic, "samm": generate_samm}
-    if layout not in writers:
-        raise ParamsError(f"no synthetic generator for layout {layout!r} (known: {', '.join(LAYOUTS)})")
-    writers[layout](Path(out_dir), **synth)
+    from pipeline.datasets.layouts import layout as layout_entry
+    layout_entry(layout, "synth --layout").generator(Path(out_dir), **synth)
 
 
 def generate_casme(out_dir: Path, **synth) -> None:
