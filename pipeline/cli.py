@@ -11,6 +11,8 @@ from pathlib import Path
 
 from pipeline.errors import MerflowError
 
+NOTES_LISTED = 10     # clip ids shown per kind of note by check-dataset
+
 
 def _load(params_files: Sequence[str] | None) -> dict:
     """The params files given, else ./params.yaml, else the defaults merflow ships (so that every
@@ -41,8 +43,8 @@ def cmd_check_dataset(args: argparse.Namespace) -> int:
     """Every problem of a dataset tree at once (the index stage's checks); exit status 1 if any."""
     from collections import Counter
 
-    from pipeline.index import check_dataset
     from pipeline.datasets.layouts import LAYOUTS
+    from pipeline.index import check_dataset
     params = _load(args.params)
     args.mapping = args.mapping or LAYOUTS[args.layout].mapping
     if args.mapping not in params["mappings"]:
@@ -59,6 +61,16 @@ def cmd_check_dataset(args: argparse.Namespace) -> int:
     if left_out:
         print(f"{len(left_out)} clips left out by the mapping: "
               + ", ".join(f"{e} {n}" for e, n in sorted(Counter(p.reason.split("'")[1] for p in left_out).items())))
+    estimated = [r["clip_id"] for r in good if r["apex_source"] == "estimated"]
+    if estimated:
+        shown = ", ".join(estimated[:NOTES_LISTED]) + (f" and {len(estimated) - NOTES_LISTED} more"
+                                                        if len(estimated) > NOTES_LISTED else "")
+        print(f"{len(estimated)} clip(s) without a coded apex (the align stage estimates it): {shown}")
+    notes = [(r["clip_id"], note) for r in good for note in r["notes"] if "no apex coded" not in note]
+    if notes:
+        print(f"{len(notes)} note(s): read differently from the sheet, clips kept:")
+        for clip_id, note in notes:
+            print(f"  - {clip_id}: {note}")
     if problems:
         print(f"{len(problems)} problem(s) in {len(bad)} clip(s):")
         for problem in problems:

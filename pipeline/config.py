@@ -58,8 +58,8 @@ def validate_params(params: Mapping) -> None:
         entry = params["dataset"][name]
         synth_root = SYNTH_DIR.format(layout=entry["layout"])
         if entry.get("synthetic") and os.path.normpath(entry["root"]) != synth_root:
-            raise ParamsError(f"dataset.{name}: a synthetic dataset is generated at {synth_root}, "
-                              f"but root is {entry['root']}")
+            raise ParamsError(f"dataset.{name}: a synthetic dataset is generated at {synth_root}, but root is "
+                              f"{entry['root']}: set `synthetic: false` to read your copy there")
         mapping = params["dataset"][name]["mapping"]
         if mapping not in params["mappings"]:
             raise ParamsError(f"dataset.{name}.mapping: '{mapping}' is not a key of `mappings:`")
@@ -83,7 +83,9 @@ def stage_params(params: Mapping, stage: str, ds: str | None = None, method: str
         return {"dataset": ds, "layout": entry["layout"], "root": entry["root"], "fps": entry["fps"],
                 "emotions": dict(mapping["emotions"]), "classes": list(mapping["classes"]),
                 "on_bad_clip": params["index"]["on_bad_clip"], "variant": entry.get("variant"),
-                "registered": bool(entry.get("registered", False))}
+                "registered": bool(entry.get("registered", False)),
+                "corrections": [{k: v for k, v in row.items() if k != "dataset"}
+                                for row in params["index"].get("corrections", []) if row["dataset"] == ds]}
     if stage in ("align", "magnify"):
         return dict(params[stage])
     if stage == "tensors":

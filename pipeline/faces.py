@@ -16,6 +16,7 @@ import dlib
 import numpy as np
 from tqdm import tqdm
 
+from pipeline.apex import estimate_apex
 from pipeline.artifacts import (
     atomic_directory,
     atomic_output,
@@ -328,7 +329,8 @@ def read_index(index_csv: Path) -> list[dict]:
         where = f"{index_csv} line {line} (clip {row['clip_id']})"
         try:
             clip = {key: row[key] for key in ("clip_id", "subject", "emotion", "label")}
-            clip |= {key: int(row[key]) for key in ("label_index", "onset", "apex", "offset", "n_frames")}
+            clip |= {key: int(row[key]) for key in ("label_index", "onset", "offset", "n_frames")}
+            clip["apex"] = int(row["apex"]) if row["apex"].strip() else None    # blank: estimated at align
             clip["fps"] = float(row["fps"])
         except ValueError as error:
             problems.append(f"{where}: {error}")
@@ -346,6 +348,18 @@ def read_index(index_csv: Path) -> list[dict]:
     if problems:
         raise DatasetError(dataset, problems)
     return clips
+
+
+def clip_apex(clip: dict, aligned: np.ndarray, attrs: dict) -> int:
+    """The apex frame's index in the clip (its frames run from the onset), setting attrs apex (a frame
+    number of the dataset) and apex_source: the sheet's apex, or where it codes none the estimate
+    from the aligned face (pipeline/apex.py)."""
+    if clip["apex"] is None:
+        index = estimate_apex(aligned, clip["fps"])
+        attrs |= {"apex": clip["onset"] + index, "apex_source": "estimated"}
+        return index
+    attrs |= {"apex": clip["apex"], "apex_source": "sheet"}
+    return int(np.clip(clip["apex"] - clip["onset"], 0, len(aligned) - 1))
 
 
 def align_stage(index_csv: Path, out_h5: Path, qc_dir: Path, *, height: int, width: int, detector_upsample: int,
@@ -371,14 +385,12 @@ def align_stage(index_csv: Path, out_h5: Path, qc_dir: Path, *, height: int, wid
         for clip in tqdm(clips, desc=f"align {Path(index_csv).parent.name}", unit="clip"):
             clip_id = clip["clip_id"]
             frames = read_clip_frames(clip["frames"], clip_id, pool)
-            # onset/apex/offset are frame numbers of the dataset and `frames` runs from onset to offset.
-            apex_index = int(np.clip(clip["apex"] - clip["onset"], 0, len(frames) - 1))
-            attrs = {key: clip[key] for key in ("subject", "emotion", "label", "label_index", "onset", "apex",
-                                                "offset", "fps")}
+            attrs = {key: clip[key] for key in ("subject", "emotion", "label", "label_index", "onset", "offset", "fps")}
             if clip["registered"]:
                 # Already registered: only resized. Landmarks are kept where dlib finds the face in the
                 # crop (the hand-crafted baselines' ROIs need them), and left out where it does not.
                 aligned, matrix = resize_registered_clip(frames, height=height, width=width)
+                apex_index = clip_apex(clip, aligned, attrs)
                 arrays = {"transform": matrix}
                 with contextlib.suppress(BadInputError):
                     landmarks, _ = clip_landmarks(frames, clip["frames"], clip_id, upsample=detector_upsample,
@@ -391,6 +403,7 @@ def align_stage(index_csv: Path, out_h5: Path, qc_dir: Path, *, height: int, wid
                                                        upsample=detector_upsample, min_score=min_score)
             matrix = similarity_to_template(landmarks, **template)
             aligned = align_clip(frames, landmarks, **template)
+            apex_index = clip_apex(clip, aligned, attrs)
             write_clip(h5, clip_id, aligned, attrs | {"landmark_frame": landmark_frame},
                        landmarks=transform_points(matrix, landmarks).astype(np.float32), transform=matrix)
             write_rgb(tmp_qc / f"{clip_id}.png",

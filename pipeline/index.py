@@ -7,7 +7,10 @@ the clip and the file named, and not deep inside a later stage. With on_bad_clip
 is reported at once; with "drop" the bad clips are left out and listed in excluded.csv.
 
 index.csv has one row per clip, sorted by clip id; `frames` is the ';'-joined frame paths (the
-dataset root joined with the layout's relative path) in temporal order.
+dataset root joined with the layout's relative path) in temporal order. `apex` is blank where the
+sheet codes none (`apex_source` "estimated": the align stage estimates it, pipeline/apex.py) and
+`notes` says what was read differently from the sheet: the corrections applied
+(pipeline/datasets/corrections.csv and params `index.corrections`), an offset past the last frame file.
 """
 
 from __future__ import annotations
@@ -20,12 +23,12 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.artifacts import atomic_output
-from pipeline.datasets.common import ClipProblem
+from pipeline.datasets.common import ClipProblem, corrections_for
 from pipeline.datasets.layouts import layout as layout_entry
 from pipeline.errors import BadInputError, DatasetError, ParamsError
 
 INDEX_COLUMNS = ["dataset", "clip_id", "subject", "episode", "emotion", "label", "label_index", "onset", "apex",
-                 "offset", "n_frames", "fps", "frames"]
+                 "apex_source", "offset", "n_frames", "fps", "notes", "frames"]
 REGISTERED_COLUMN = "registered"   # written only for a dataset of registered face crops (dataset.<ds>.registered)
 EXCLUDED_COLUMNS = ["clip_id", "file", "reason"]
 JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"
@@ -33,15 +36,16 @@ JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"
 
 def index_stage(out_csv: Path, excluded_csv: Path, *, dataset: str, layout: str, root: Path, fps: float,
                 emotions: dict[str, str | None], classes: list[str], on_bad_clip: str,
-                variant: str | None = None, registered: bool = False) -> None:
+                variant: str | None = None, registered: bool = False, corrections: list[dict] | None = None) -> None:
     """Write index.csv (good clips) and excluded.csv (every clip not indexed: problems of dropped clips
     and clips the mapping leaves out; header only if none). With `registered` (the frames are already
     registered face crops, e.g. CASME II's Cropped/) every clip is marked so, and the align stage only
-    resizes its frames."""
+    resizes its frames. `corrections` are the user's own corrections of this dataset's sheet (params
+    `index.corrections`), applied with those merflow ships."""
     if on_bad_clip not in ("fail", "drop"):
         raise ParamsError(f"index.on_bad_clip must be 'fail' or 'drop', not {on_bad_clip!r}")
     records, problems, left_out = check_dataset(root, layout=layout, emotions=emotions, classes=classes,
-                                                variant=variant, dataset=dataset)
+                                                variant=variant, dataset=dataset, corrections=corrections)
     if problems and on_bad_clip == "fail":
         raise DatasetError(dataset, problems)
     bad_clips = {problem.clip_id for problem in problems}
@@ -58,12 +62,16 @@ def index_stage(out_csv: Path, excluded_csv: Path, *, dataset: str, layout: str,
         write_csv(tmp_excluded, EXCLUDED_COLUMNS,
                   [{"clip_id": p.clip_id, "file": p.path, "reason": p.reason} for p in problems + left_out])
     print(f"{dataset}: indexed {len(good)} clips, dropped {len(bad_clips)} ({len(problems)} problems), "
-          f"left out {len(left_out)} by the label mapping")
+          f"left out {len(left_out)} by the label mapping; {sum(r['apex_source'] == 'estimated' for r in good)} "
+          "without a coded apex (estimated at the align stage)")
+    for record in good:
+        for note in record["notes"]:
+            print(f"  note: {record['clip_id']}: {note}")
 
 
 def check_dataset(root: Path, *, layout: str, emotions: dict[str, str | None], classes: list[str],
-                  variant: str | None = None,
-                  dataset: str | None = None) -> tuple[list[dict], list[ClipProblem], list[ClipProblem]]:
+                  variant: str | None = None, dataset: str | None = None,
+                  corrections: list[dict] | None = None) -> tuple[list[dict], list[ClipProblem], list[ClipProblem]]:
     """Read a dataset tree with its layout's adapter and open every frame of the clips it keeps.
 
     Returns (records, problems, left_out): every clip record the adapter could build (including those
@@ -75,7 +83,7 @@ def check_dataset(root: Path, *, layout: str, emotions: dict[str, str | None], c
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(dataset, [f"dataset root {root} does not exist (dataset.{dataset}.root)"])
-    records, found = reader(root, emotions, classes, variant)
+    records, found = reader(root, emotions, classes, variant, corrections=corrections_for(layout, corrections or []))
     left_out = [problem for problem in found if problem.left_out]
     problems = [problem for problem in found if not problem.left_out]
     problems += validate_frames(records)
@@ -164,8 +172,10 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
 
 
 def index_row(record: dict, dataset: str, fps: float) -> dict:
-    return {"dataset": dataset, **{key: record[key] for key in INDEX_COLUMNS[1:-2]},
-            "fps": f"{fps:g}", "frames": ";".join(Path(p).as_posix() for p in record["frames"])}
+    row = {key: record[key] for key in INDEX_COLUMNS if key in record}
+    return row | {"dataset": dataset, "apex": "" if record["apex"] is None else record["apex"], "fps": f"{fps:g}",
+                  "notes": " | ".join(record["notes"]),
+                  "frames": ";".join(Path(p).as_posix() for p in record["frames"])}
 
 
 def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:

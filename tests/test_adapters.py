@@ -95,7 +95,10 @@ def test_adapter_reads_every_clip_of_its_synthetic_tree(trees, layout):
         assert record["emotion"] == emotions[record["clip_id"]].lower()
         assert record["label"] == mapping["emotions"][record["emotion"]]
         assert mapping["classes"][record["label_index"]] == record["label"]
-        assert record["onset"] <= record["apex"] <= record["offset"]
+        if layout == "smic":                       # SMIC codes no apex: the align stage estimates it
+            assert (record["apex"], record["apex_source"]) == (None, "estimated")
+        else:
+            assert record["onset"] <= record["apex"] <= record["offset"] and record["apex_source"] == "sheet"
         assert 4 <= record["n_frames"] == record["offset"] - record["onset"] + 1 == len(record["frames"]) <= 5
         numbers = [int(re.fullmatch(FRAME_NAME[layout], p.name).group(1)) for p in record["frames"]]
         assert numbers == list(range(record["onset"], record["offset"] + 1))
@@ -116,7 +119,7 @@ def test_layout_quirks_casme_sections_smic_frame_counter_samm_preamble(trees):
     assert sorted(p.name for p in (trees["casme"] / "CASME_A").glob("*.xls")) == ["CASME_A-coding-synthetic.xls"]
 
     smic, _ = read("smic", trees["smic"])
-    assert all(r["onset"] > 100_000 and r["apex"] == (r["onset"] + r["offset"]) // 2 for r in smic)
+    assert all(r["onset"] > 100_000 and r["apex"] is None for r in smic)
     assert all(p.parent.parent.name == r["emotion"] for r in smic for p in r["frames"][:1])
 
     samm, _ = read("samm", trees["samm"])
@@ -308,9 +311,23 @@ def samm_missing_clip_folder(root):
     return "samm", clip, clip, "clip folder is missing"
 
 
-BREAKERS = [casme_blank_apex, casme_missing_frame, casme_subject_without_rows, smic_clip_in_wrong_class,
-            smic_frame_gap, smic_unknown_class, smic_subject_without_clips, samm_apex_minus_one,
+BREAKERS = [casme_missing_frame, casme_subject_without_rows, smic_clip_in_wrong_class,
+            smic_frame_gap, smic_unknown_class, smic_subject_without_clips,
             samm_offset_before_onset, samm_duplicate_row, samm_missing_clip_folder]
+
+
+@pytest.mark.parametrize("quirk", [casme_blank_apex, samm_apex_minus_one], ids=lambda q: q.__name__)
+def test_a_clip_without_coded_apex_is_kept_with_a_note(copy_of, quirk):
+    layout = quirk.__name__.split("_")[0]
+    root = copy_of(layout)
+    _, clip_id, _, note = quirk(root)
+    mapping = MAPPING_OF[layout]
+    records, problems, _ = check_dataset(root, layout=layout, emotions=mapping["emotions"], classes=mapping["classes"])
+    assert problems == []
+    record = next(r for r in records if r["clip_id"] == clip_id)
+    assert (record["apex"], record["apex_source"]) == (None, "estimated")
+    assert any(note in n for n in record["notes"])
+    assert all(r["apex_source"] == "sheet" and r["notes"] == [] for r in records if r["clip_id"] != clip_id)
 
 
 @pytest.mark.parametrize("breaker", BREAKERS, ids=[b.__name__ for b in BREAKERS])
@@ -353,9 +370,11 @@ def test_check_dataset_command_lists_every_problem_and_sets_the_exit_status(tree
     assert "2 clips left out by the mapping: other 2" in good.stdout and "no problems" in good.stdout
 
     root = copy_of("samm")
-    broken = [samm_apex_minus_one(root), samm_missing_clip_folder(root)]
+    broken = [samm_offset_before_onset(root), samm_missing_clip_folder(root)]
+    _, no_apex, _, _ = samm_apex_minus_one(root)
     bad = check(root, "--layout", "samm")
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert "2 problem(s) in 2 clip(s)" in bad.stdout
     for _, clip_id, file_name, reason in broken:
         assert any(clip_id in line and file_name in line and reason in line for line in bad.stdout.splitlines())
+    assert f"1 clip(s) without a coded apex (the align stage estimates it): {no_apex}" in bad.stdout

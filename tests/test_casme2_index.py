@@ -122,7 +122,8 @@ def test_index_stage_writes_one_sorted_row_per_clip(pristine, tmp_path):
     index_csv, excluded_csv = run_index(pristine, tmp_path)
     columns, rows = read_csv(index_csv)
     assert columns == INDEX_COLUMNS == ["dataset", "clip_id", "subject", "episode", "emotion", "label",
-                                        "label_index", "onset", "apex", "offset", "n_frames", "fps", "frames"]
+                                        "label_index", "onset", "apex", "apex_source", "offset", "n_frames",
+                                        "fps", "notes", "frames"]
     assert len(rows) == 8 and [r["clip_id"] for r in rows] == sorted(r["clip_id"] for r in rows)
     for row in rows:
         frames = row["frames"].split(";")
@@ -130,6 +131,7 @@ def test_index_stage_writes_one_sorted_row_per_clip(pristine, tmp_path):
         assert frames[0] == (pristine / FRAMES_DIR / row["subject"] / row["episode"] /
                              f"img{row['onset']}.jpg").as_posix()
         assert row["dataset"] == "casme2" and row["fps"] == "200"
+        assert row["apex_source"] == "sheet" and row["notes"] == ""
         assert CLASSES[int(row["label_index"])] == row["label"] == EMOTIONS[row["emotion"]]
     assert read_csv(excluded_csv) == (EXCLUDED_COLUMNS, [])
     assert excluded_csv.read_text().strip() == "clip_id,file,reason"
@@ -171,15 +173,6 @@ def unknown_emotion(root):
     return edit_sheet(root, 7, "Estimated Emotion", "shame"), SHEET_NAME, "emotion 'shame' is not in the label"
 
 
-def apex_slash(root):
-    return edit_sheet(root, 8, "ApexFrame", "/"), SHEET_NAME, "ApexFrame is '/'"
-
-
-def apex_outside(root):
-    clip = sheet_clips(root)[7]
-    return edit_sheet(root, 9, "ApexFrame", clip["OffsetFrame"] + 5), SHEET_NAME, "outside the clip's frames"
-
-
 def reversed_range(root):
     clip = sheet_clips(root)[0]
     return (edit_sheet(root, 2, "OnsetFrame", clip["OffsetFrame"] + 1), SHEET_NAME,
@@ -205,8 +198,8 @@ def subject_without_rows(root):
     return "sub09", "sub09", f"subject folder has no clips in {SHEET_NAME}"
 
 
-BREAKERS = [remove_frame, empty_frame, truncate_frame, garbage_frame, resize_frame, unknown_emotion, apex_slash,
-            apex_outside, reversed_range, duplicate_row, missing_folder, subject_without_rows]
+BREAKERS = [remove_frame, empty_frame, truncate_frame, garbage_frame, resize_frame, unknown_emotion,
+            reversed_range, duplicate_row, missing_folder, subject_without_rows]
 
 
 @pytest.mark.parametrize("breaker", BREAKERS, ids=[b.__name__ for b in BREAKERS])
@@ -221,7 +214,7 @@ def test_each_broken_tree_fails_naming_clip_file_and_reason(root, tmp_path, brea
 
 
 def test_every_problem_is_reported_at_once(root, tmp_path):
-    broken = [breaker(root) for breaker in (remove_frame, truncate_frame, unknown_emotion, apex_slash)]
+    broken = [breaker(root) for breaker in (remove_frame, truncate_frame, unknown_emotion, missing_folder)]
     with pytest.raises(DatasetError) as failure:
         run_index(root, tmp_path)
     message = str(failure.value)
@@ -231,7 +224,7 @@ def test_every_problem_is_reported_at_once(root, tmp_path):
 
 
 def test_drop_mode_indexes_good_clips_and_lists_the_dropped(root, tmp_path):
-    dropped = [breaker(root) for breaker in (truncate_frame, apex_slash, missing_folder)]
+    dropped = [breaker(root) for breaker in (truncate_frame, unknown_emotion, missing_folder)]
     index_csv, excluded_csv = run_index(root, tmp_path, on_bad_clip="drop")
     _, rows = read_csv(index_csv)
     dropped_ids = {clip_id for clip_id, _, _ in dropped}
@@ -240,9 +233,40 @@ def test_drop_mode_indexes_good_clips_and_lists_the_dropped(root, tmp_path):
     columns, excluded = read_csv(excluded_csv)
     assert columns == ["clip_id", "file", "reason"]
     assert {r["clip_id"] for r in excluded} == dropped_ids
-    apex_row = next(r for r in excluded if "ApexFrame" in r["reason"])
-    assert apex_row["file"].endswith(SHEET_NAME) and "'/'" in apex_row["reason"]
+    emotion_row = next(r for r in excluded if "emotion" in r["reason"])
+    assert emotion_row["file"].endswith(SHEET_NAME) and "'shame'" in emotion_row["reason"]
     assert any(r["file"].endswith(dropped[2][1]) and "clip folder is missing" in r["reason"] for r in excluded)
+
+
+def test_sheet_quirks_keep_the_clip_and_are_noted(root, tmp_path):
+    """What every copy of a real sheet has: an apex coded '/', an apex past the offset, an offset past the
+    clip's last frame file, and a known error fixed by a correction. All clips are kept, each quirk noted."""
+    clips = sheet_clips(root)
+    slash = edit_sheet(root, 2, "ApexFrame", "/")
+    outside = edit_sheet(root, 3, "ApexFrame", clips[1]["OffsetFrame"] + 5)
+    past_end = edit_sheet(root, 4, "OffsetFrame", clips[2]["OffsetFrame"] + 7)
+    wrong = edit_sheet(root, 5, "OffsetFrame", clips[3]["OffsetFrame"] - 2)       # a short offset, as sub07 EP06_01
+    fix = {"clip": wrong, "field": "offset", "sheet": clips[3]["OffsetFrame"] - 2,
+           "corrected": clips[3]["OffsetFrame"], "source": "frame files"}
+    stale = {"clip": slash, "field": "onset", "sheet": 999, "corrected": 1, "source": "an older sheet"}
+    index_csv, excluded_csv = out = tmp_path / "index.csv", tmp_path / "excluded.csv"
+    index_stage(*out, dataset="casme2", layout="casme2", root=root, fps=200, emotions=EMOTIONS, classes=CLASSES,
+                on_bad_clip="fail", corrections=[fix, stale])
+    _, rows = read_csv(index_csv)
+    by_id = {row["clip_id"]: row for row in rows}
+    assert len(rows) == 8 and read_csv(excluded_csv)[1] == []
+    assert (by_id[slash]["apex"], by_id[slash]["apex_source"]) == ("", "estimated")
+    assert "ApexFrame is '/' (no apex coded)" in by_id[slash]["notes"] and "row 2" in by_id[slash]["notes"]
+    assert "not applied: the sheet has" in by_id[slash]["notes"]
+    assert (by_id[outside]["apex"], by_id[outside]["apex_source"]) == ("", "estimated")
+    assert "row 3: ApexFrame" in by_id[outside]["notes"] and "after the offset" in by_id[outside]["notes"]
+    assert int(by_id[past_end]["offset"]) == clips[2]["OffsetFrame"]
+    assert f"past the clip's last frame file img{clips[2]['OffsetFrame']}.jpg" in by_id[past_end]["notes"]
+    assert int(by_id[wrong]["offset"]) == clips[3]["OffsetFrame"]
+    assert int(by_id[wrong]["n_frames"]) == len(by_id[wrong]["frames"].split(";"))
+    assert "corrected to" in by_id[wrong]["notes"] and "frame files" in by_id[wrong]["notes"]
+    untouched = [row for row in rows if row["clip_id"] not in (slash, outside, past_end, wrong)]
+    assert all(row["apex_source"] == "sheet" and row["notes"] == "" for row in untouched)
 
 
 def test_failing_index_keeps_the_previous_index_and_leaves_no_temp_files(root, tmp_path):

@@ -17,9 +17,10 @@ Section B, so clip ids (sub08_EP01_12) are unique across the two sections.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.datasets.common import ClipProblem, SheetLayout, read_coded_clips, read_sheet_rows
+from pipeline.datasets.common import ClipProblem, Correction, SheetLayout, read_coded_clips, read_sheet_rows
 from pipeline.errors import DatasetError, ParamsError
 
 SECTIONS = {"A": ("CASME_A", "Section A"), "B": ("CASME_B", "Section B")}   # section -> (folder, frames folder)
@@ -38,8 +39,8 @@ def sheet_layout(frames_root: Path) -> SheetLayout:
         subject_folder=re.compile(r"sub\d+"))
 
 
-def read_casme(root: Path, emotions: dict[str, str | None], classes: list[str],
-               variant: str | None = None) -> tuple[list[dict], list[ClipProblem]]:
+def read_casme(root: Path, emotions: dict[str, str | None], classes: list[str], variant: str | None = None,
+               corrections: Sequence[Correction] = ()) -> tuple[list[dict], list[ClipProblem]]:
     """Records of both sections' clips without problems (sorted by clip id), and the problems found.
 
     A section whose folder is absent is skipped (a copy may hold one section); a section folder
@@ -60,7 +61,8 @@ def read_casme(root: Path, emotions: dict[str, str | None], classes: list[str],
             raise DatasetError(f"CASME at {root}", [f"Section {section} frames folder {frames_root} does not exist"])
         rows = read_sheet_rows(sheet, COLUMNS, "CASME")
         section_records, section_problems = read_coded_clips(rows, sheet, sheet_layout(frames_root), emotions,
-                                                             classes, subjects_root=frames_root)
+                                                             classes, subjects_root=frames_root,
+                            corrections=corrections)
         records += section_records
         problems += section_problems
     seen: dict[str, int] = {}

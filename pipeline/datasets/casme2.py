@@ -19,9 +19,10 @@ frame files exist); the index stage then decodes every frame (pipeline/index.py)
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.datasets.common import ClipProblem, SheetLayout, read_coded_clips, read_sheet_rows
+from pipeline.datasets.common import ClipProblem, Correction, SheetLayout, read_coded_clips, read_sheet_rows
 from pipeline.errors import DatasetError, ParamsError
 
 SHEET_GLOB = "CASME2-coding-*.xlsx"
@@ -46,8 +47,8 @@ def sheet_layout(root: Path, variant: str = "raw") -> SheetLayout:
         subject_folder=re.compile(r"sub\d+"))
 
 
-def read_casme2(root: Path, emotions: dict[str, str | None], classes: list[str],
-                variant: str | None = None) -> tuple[list[dict], list[ClipProblem]]:
+def read_casme2(root: Path, emotions: dict[str, str | None], classes: list[str], variant: str | None = None,
+                corrections: Sequence[Correction] = ()) -> tuple[list[dict], list[ClipProblem]]:
     """Clip records (sorted by clip id) of every clip without problems, and the problems found.
 
     See pipeline/datasets/common.py for the record. A missing or unreadable sheet or frames folder is
@@ -62,7 +63,8 @@ def read_casme2(root: Path, emotions: dict[str, str | None], classes: list[str],
     if not frames_root.is_dir():
         raise DatasetError(f"CASME II at {root}", [f"frames folder {frames_root} does not exist"])
     rows = read_sheet_rows(sheet, COLUMNS, "CASME II")
-    return read_coded_clips(rows, sheet, sheet_layout(root, variant), emotions, classes, subjects_root=frames_root)
+    return read_coded_clips(rows, sheet, sheet_layout(root, variant), emotions, classes, subjects_root=frames_root,
+                            corrections=corrections)
 
 
 def coding_sheet(root: Path) -> Path:

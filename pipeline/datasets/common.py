@@ -10,27 +10,36 @@ An adapter reads one layout as its owners distribute it and returns (records, pr
   under MEGC's 3 classes) come back as ClipProblems with `left_out` set: not errors, but listed in
   excluded.csv like the dropped clips, so every clip of the dataset is accounted for.
 
+A record also says where its apex comes from (`apex_source`: "sheet", or "estimated" where the sheet
+codes none, e.g. CASME II's '/', SAMM's -1, SMIC's folders: apex is then None and the align stage
+estimates it, pipeline/apex.py) and carries `notes`: what was read differently from the sheet and why
+(a correction from pipeline/datasets/corrections.csv, an offset past the clip's last frame file, an
+apex outside the clip). A note is not a problem: the clip is kept.
+
 Sheet-coded layouts (CASME II, CASME, SAMM) share `read_coded_clips`, which turns sheet rows into
-records given the layout's column names, clip naming and frame-file naming.
+records given the layout's column names, clip naming and frame-file naming, after applying the
+known corrections of the owners' sheets.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from pipeline.errors import BadInputError, DatasetError
+from pipeline.errors import BadInputError, DatasetError, ParamsError
 
 MISSING_FRAMES_LISTED = 3      # per clip; the rest are counted in one more problem
 HEADER_SEARCH_ROWS = 40        # how far down a sheet its header row may be (SAMM has a 13-row preamble)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".bmp", ".png")
+NO_APEX = ("/", "-1", "")       # how sheets code "no apex": CASME II '/', SAMM -1, a blank cell
 
 
 class ClipProblem(str):
@@ -179,10 +188,12 @@ class SheetLayout:
 
 def read_coded_clips(rows: list[tuple[int, dict[str, Any]]], sheet: Path, layout: SheetLayout,
                      emotions: dict[str, str | None], classes: list[str],
-                     subjects_root: Path | None = None) -> tuple[list[dict], list[ClipProblem]]:
+                     subjects_root: Path | None = None,
+                     corrections: Sequence[Correction] = ()) -> tuple[list[dict], list[ClipProblem]]:
     """Records (sorted by clip id) of the rows without problems, and the problems of the others.
 
-    With `subjects_root`, every folder there named like a subject (layout.subject_folder) that no row
+    `corrections` (of this dataset) are applied to the rows they name before they are read. With
+    `subjects_root`, every folder there named like a subject (layout.subject_folder) that no row
     names is a problem too: a wrong or truncated sheet.
     """
     records: list[dict] = []
@@ -190,7 +201,7 @@ def read_coded_clips(rows: list[tuple[int, dict[str, Any]]], sheet: Path, layout
     rows_of_clip: dict[str, list[int]] = defaultdict(list)
     named_subjects: set[str] = set()
     for row_number, row in rows:
-        record, row_problems = parse_coded_row(row, row_number, sheet, layout, emotions, classes)
+        record, row_problems = parse_coded_row(row, row_number, sheet, layout, emotions, classes, corrections)
         problems += row_problems
         if record is None:
             continue
@@ -201,8 +212,10 @@ def read_coded_clips(rows: list[tuple[int, dict[str, Any]]], sheet: Path, layout
         folder = layout.clip_folder(record["subject"], record["episode"])
         frame_problems = find_numbered_frames(record, folder, layout.frame_pattern(record["subject"],
                                                                                   record["episode"]),
-                                              lambda n, r=record: layout.frame_file(r["subject"], r["episode"], n))
+                                              lambda n, r=record: layout.frame_file(r["subject"], r["episode"], n),
+                                              where=f"row {row_number}: {layout.offset}")
         problems += frame_problems
+        check_apex(record, f"row {row_number}: {layout.apex}")
         if not row_problems and not frame_problems:
             records.append(record)
 
@@ -219,7 +232,8 @@ def read_coded_clips(rows: list[tuple[int, dict[str, Any]]], sheet: Path, layout
 
 
 def parse_coded_row(row: dict[str, Any], row_number: int, sheet: Path, layout: SheetLayout,
-                    emotions: dict[str, str | None], classes: list[str]) -> tuple[dict | None, list[ClipProblem]]:
+                    emotions: dict[str, str | None], classes: list[str],
+                    corrections: Sequence[Correction] = ()) -> tuple[dict | None, list[ClipProblem]]:
     """A clip record from one sheet row (None if the row cannot name a clip) and its problems."""
     number = subject_number(row[layout.subject])
     episode = cell_text(row[layout.filename])
@@ -234,6 +248,7 @@ def parse_coded_row(row: dict[str, Any], row_number: int, sheet: Path, layout: S
     def problem(reason: str) -> None:
         problems.append(ClipProblem(clip_id, sheet, f"row {row_number}: {reason}"))
 
+    row, notes = apply_corrections(row, clip_id, layout, corrections, f"row {row_number}")
     onset, apex, offset = (frame_number(row[c]) for c in (layout.onset, layout.apex, layout.offset))
     for column, value in ((layout.onset, onset), (layout.offset, offset)):
         if value is None:
@@ -241,13 +256,13 @@ def parse_coded_row(row: dict[str, Any], row_number: int, sheet: Path, layout: S
     if onset is not None and offset is not None and onset > offset:
         problem(f"frame range: {layout.onset} {onset} is after {layout.offset} {offset}")
     apex_text = cell_text(row[layout.apex])
-    if apex_text in ("/", "-1", ""):
+    apex_source = "sheet"
+    if apex_text in NO_APEX:
+        apex_source = "estimated"
         shown = "blank" if not apex_text else f"'{apex_text}'"
-        problem(f"{layout.apex} is {shown} (no apex coded)")
+        notes.append(f"row {row_number}: {layout.apex} is {shown} (no apex coded): estimated from the aligned face")
     elif apex is None:
         problem(f"{layout.apex} {row[layout.apex]!r} is not a frame number")
-    elif onset is not None and offset is not None and not onset <= apex <= offset:
-        problem(f"{layout.apex} {apex} is outside the clip's frames {onset}..{offset}")
 
     emotion = cell_text(row[layout.emotion]).lower()
     label, label_index, label_problems = map_emotion(clip_id, emotion, emotions, classes, sheet,
@@ -258,10 +273,84 @@ def parse_coded_row(row: dict[str, Any], row_number: int, sheet: Path, layout: S
         problems += label_problems
 
     record = {"clip_id": clip_id, "subject": subject, "episode": episode, "emotion": emotion,
-              "label": label, "label_index": label_index, "onset": onset, "apex": apex, "offset": offset,
+              "label": label, "label_index": label_index, "onset": onset,
+              "apex": apex if apex_source == "sheet" else None, "apex_source": apex_source, "offset": offset,
               "n_frames": offset - onset + 1 if onset is not None and offset is not None else None,
-              "frames": []}
+              "frames": [], "notes": notes}
     return record, problems
+
+
+def check_apex(record: dict, where: str) -> None:
+    """A coded apex outside the clip's frames (onset..offset, after any clamping of the offset) is noted
+    and treated as not coded: the align stage estimates it."""
+    apex, onset, offset = record["apex"], record["onset"], record["offset"]
+    if apex is None or onset is None or offset is None or onset <= apex <= offset:
+        return
+    side = f"after the offset {offset}" if apex > offset else f"before the onset {onset}"
+    record["notes"].append(f"{where} {apex} is {side}: estimated from the aligned face instead")
+    record["apex"], record["apex_source"] = None, "estimated"
+
+
+# --- corrections of the owners' sheets ------------------------------------------------------------
+
+CORRECTIONS_CSV = Path(__file__).with_name("corrections.csv")
+CORRECTION_FIELDS = ("onset", "apex", "offset", "emotion")
+
+
+@dataclass(frozen=True)
+class Correction:
+    """One known error of an owner's sheet: in `dataset` (a layout name), clip `clip`'s `field` reads
+    `sheet` and should read `corrected`, because of `source`."""
+
+    dataset: str
+    clip: str
+    field: str
+    sheet: str
+    corrected: str
+    source: str
+
+    def __str__(self) -> str:
+        return f"{self.dataset} {self.clip} {self.field}: sheet {self.sheet} -> {self.corrected} ({self.source})"
+
+
+def shipped_corrections() -> list[Correction]:
+    """The corrections merflow ships (pipeline/datasets/corrections.csv)."""
+    with open(CORRECTIONS_CSV, newline="") as handle:
+        return [Correction(**{key: (value or "").strip() for key, value in row.items()})
+                for row in csv.DictReader(handle)]
+
+
+def corrections_for(layout: str, extra: Sequence[dict] = ()) -> list[Correction]:
+    """The shipped corrections of a layout and a user's own (params: index.corrections), checked."""
+    rows = [c for c in shipped_corrections() if c.dataset == layout]
+    for entry in extra:
+        rows.append(Correction(dataset=layout, clip=str(entry["clip"]), field=str(entry["field"]),
+                               sheet=cell_text(entry["sheet"]), corrected=cell_text(entry["corrected"]),
+                               source=str(entry.get("source", "params: index.corrections"))))
+    for correction in rows:
+        if correction.field not in CORRECTION_FIELDS:
+            raise ParamsError(f"correction {correction}: field must be one of {', '.join(CORRECTION_FIELDS)}")
+    return rows
+
+
+def apply_corrections(row: dict[str, Any], clip_id: str, layout: SheetLayout, corrections: Sequence[Correction],
+                      where: str) -> tuple[dict[str, Any], list[str]]:
+    """The row with the corrections of its clip applied, and a note per correction. A correction whose
+    sheet value is not what the row holds (a later, fixed sheet) is not applied, and says so."""
+    notes: list[str] = []
+    columns = {"onset": layout.onset, "apex": layout.apex, "offset": layout.offset, "emotion": layout.emotion}
+    for correction in corrections:
+        if correction.clip != clip_id:
+            continue
+        column = columns[correction.field]
+        found = cell_text(row[column])
+        if found.lower() != correction.sheet.lower():
+            notes.append(f"{where}: correction of {column} not applied: the sheet has {found!r}, the correction "
+                         f"expects {correction.sheet!r} ({correction.source})")
+            continue
+        row = {**row, column: correction.corrected}
+        notes.append(f"{where}: {column} {correction.sheet} corrected to {correction.corrected} ({correction.source})")
+    return row, notes
 
 
 # --- frame files ----------------------------------------------------------------------------------
@@ -278,9 +367,14 @@ def numbered_files(folder: Path, pattern: re.Pattern) -> dict[int, Path]:
 
 
 def find_numbered_frames(record: dict, folder: Path, pattern: re.Pattern,
-                         expected_name: Callable[[int], str]) -> list[ClipProblem]:
+                         expected_name: Callable[[int], str], where: str = "offset") -> list[ClipProblem]:
     """Fill record["frames"] with the files of frames onset..offset in `folder`; problems for a
-    missing folder or missing files. A record with an unusable frame range gets no frames."""
+    missing folder or missing files. A record with an unusable frame range gets no frames.
+
+    An offset past the clip's last frame file (every frame from the onset to that file present, none
+    after it) is a quirk of the sheets, not a missing frame: the clip ends at its last file, and a
+    note says so.
+    """
     clip_id = record["clip_id"]
     if not folder.is_dir():
         return [ClipProblem(clip_id, folder, "clip folder is missing")]
@@ -288,6 +382,12 @@ def find_numbered_frames(record: dict, folder: Path, pattern: re.Pattern,
     if onset is None or offset is None or onset > offset:
         return []
     files = numbered_files(folder, pattern)
+    last = max((n for n in files if n >= onset), default=None)
+    if last is not None and onset < last < offset and all(n in files for n in range(onset, last + 1)):
+        record.setdefault("notes", []).append(f"{where} {offset} is past the clip's last frame file "
+                                              f"{files[last].name}: the clip ends at frame {last}")
+        offset = last
+        record["offset"], record["n_frames"] = last, last - onset + 1
     frames = [files.get(n, folder / expected_name(n)) for n in range(onset, offset + 1)]
     missing = [n for n in range(onset, offset + 1) if n not in files]
     problems = [ClipProblem(clip_id, folder / expected_name(n), "frame file is missing")

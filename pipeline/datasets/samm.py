@@ -14,9 +14,10 @@ reported. SAMM is recorded at 200 fps (2040x1088, grey).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.datasets.common import ClipProblem, SheetLayout, read_coded_clips, read_sheet_rows
+from pipeline.datasets.common import ClipProblem, Correction, SheetLayout, read_coded_clips, read_sheet_rows
 from pipeline.errors import DatasetError, ParamsError
 
 SHEET_GLOB = "SAMM_Micro_FACS_Codes*.xlsx"
@@ -36,8 +37,8 @@ def sheet_layout(frames_root: Path) -> SheetLayout:
         subject_folder=re.compile(r"\d{3}"))
 
 
-def read_samm(root: Path, emotions: dict[str, str | None], classes: list[str],
-              variant: str | None = None) -> tuple[list[dict], list[ClipProblem]]:
+def read_samm(root: Path, emotions: dict[str, str | None], classes: list[str], variant: str | None = None,
+              corrections: Sequence[Correction] = ()) -> tuple[list[dict], list[ClipProblem]]:
     """Records of the clips without problems (sorted by clip id) and the problems found."""
     root = Path(root)
     if variant not in (None, "raw"):
@@ -50,7 +51,8 @@ def read_samm(root: Path, emotions: dict[str, str | None], classes: list[str],
         raise DatasetError(f"SAMM at {root}", [f"need one coding sheet {SHEET_GLOB} in {root} (found {found})"])
     rows = read_sheet_rows(sheets[0], COLUMNS, "SAMM")
     layout = sheet_layout(frames_root)
-    records, problems = read_coded_clips(rows, sheets[0], layout, emotions, classes, subjects_root=frames_root)
+    records, problems = read_coded_clips(rows, sheets[0], layout, emotions, classes, subjects_root=frames_root,
+                            corrections=corrections)
     # The clip folder is <subject>/<Filename>; a Filename of another subject is a typo the folder would hide.
     for record in list(records):
         if not record["episode"].startswith(f"{record['subject']}_"):

@@ -7,21 +7,25 @@ is the folder a clip sits in.
 
 Classes: positive, negative, surprise (SMIC has only these three). A clip folder holds its frames
 from onset to offset, numbered by the digits at the end of each file name (image106564.bmp; the
-owners' cropped copies are reg_image106564.bmp, also read). SMIC codes no apex: the record's apex is
-the middle frame. `non_micro/` folders (non-micro-expression sequences) are not clips and are skipped.
-Clip folder names encode subject and class (s1_po_01): a folder whose name disagrees with where it
-sits is reported, as is a subject folder with no clips.
+owners' cropped copies are reg_image106564.bmp, also read). SMIC codes no apex: every record's apex is
+estimated by the align stage (apex_source "estimated", pipeline/apex.py). With no sheet there is
+nothing to correct: a correction naming a SMIC clip is an error. `non_micro/` folders
+(non-micro-expression sequences) are not clips and are skipped. Clip folder names encode subject
+and class (s1_po_01): a folder whose name disagrees with where it sits is reported,
+as is a subject folder with no clips.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.datasets.common import (
     IMAGE_SUFFIXES,
     MISSING_FRAMES_LISTED,
     ClipProblem,
+    Correction,
     map_emotion,
     numbered_files,
     sub_folders,
@@ -34,10 +38,12 @@ FRAME_PATTERN = re.compile(r"\D*?(\d+)(?:" + "|".join(re.escape(s) for s in IMAG
 CLIP_NAME = re.compile(r"(s\d+)_([a-z]+)_(\d+)", re.IGNORECASE)
 
 
-def read_smic(root: Path, emotions: dict[str, str | None], classes: list[str],
-              variant: str | None = None) -> tuple[list[dict], list[ClipProblem]]:
+def read_smic(root: Path, emotions: dict[str, str | None], classes: list[str], variant: str | None = None,
+              corrections: Sequence[Correction] = ()) -> tuple[list[dict], list[ClipProblem]]:
     """Records of the clips without problems (sorted by clip id) and the problems found."""
     root = Path(root)
+    if corrections:
+        raise ParamsError(f"SMIC has no coding sheet to correct (correction {corrections[0]})")
     variant = variant or "HS"
     if variant not in VARIANTS:
         raise ParamsError(f"SMIC variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
@@ -95,6 +101,6 @@ def read_clip(folder: Path, subject: str, class_folder: str, emotions: dict[str,
     if offset - onset < 2:
         problems.append(ClipProblem(clip_id, folder, f"clip has {offset - onset + 1} frame(s); at least 3 needed"))
     record = {"clip_id": clip_id, "subject": subject, "episode": folder.name, "emotion": emotion, "label": label,
-              "label_index": label_index, "onset": onset, "apex": (onset + offset) // 2, "offset": offset,
-              "n_frames": offset - onset + 1, "frames": [files[n] for n in sorted(files)]}
+              "label_index": label_index, "onset": onset, "apex": None, "apex_source": "estimated", "offset": offset,
+              "n_frames": offset - onset + 1, "frames": [files[n] for n in sorted(files)], "notes": []}
     return record, problems

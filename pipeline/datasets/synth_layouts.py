@@ -30,13 +30,10 @@ from pipeline.datasets.synth import (
     ClipPlan,
     build_tree,
     check_synth_params,
-    generate_casme2,
     motion_of,
     plan_clips,
     write_reproducible_zip,
 )
-from pipeline.errors import ParamsError
-
 
 CASME_GROUPS = {"positive": ["happiness"], "negative": ["disgust", "sadness", "fear", "contempt"],
                 "surprise": ["surprise"], "others": ["tense", "repression"]}
