@@ -9,7 +9,7 @@ The estimate is the frame that differs most from both ends of the clip: for alig
 
     D_t = mean |F_t - F_onset| + mean |F_t - F_offset|
 
-smoothed over a few frames (about 25 ms), and the apex is the frame of largest D_t. A micro-expression
+smoothed over a few frames (about 25 ms, at most a quarter of the clip), and the apex is the frame of largest D_t. A micro-expression
 rises from the onset and returns by the offset, so D_t peaks at its apex, while a slow drift of the
 whole face (lighting, a head settling) adds about the same amount to every D_t and moves no peak:
 the difference to one end grows as the difference to the other shrinks. It uses pixels only, never
@@ -34,8 +34,8 @@ def apex_curve(frames: np.ndarray, fps: float) -> np.ndarray:
     dy, dx = int(h * (1 - CENTRAL) / 2), int(w * (1 - CENTRAL) / 2)
     smooth = np.stack([cv2.GaussianBlur(frame, (0, 0), SMOOTH_SIGMA_PX)[dy:h - dy, dx:w - dx] for frame in grey])
     curve = np.abs(smooth - smooth[0]).mean(axis=(1, 2)) + np.abs(smooth - smooth[-1]).mean(axis=(1, 2))
-    window = max(1, int(round(WINDOW_S * fps)) | 1)          # odd, at least 1
-    if window > 1 and t >= window:
+    window = min(int(round(WINDOW_S * fps)), t // 4) | 1       # odd; at most a quarter of the clip
+    if window > 1:
         curve = np.convolve(np.pad(curve, window // 2, mode="edge"), np.ones(window) / window, mode="valid")
     return curve
 

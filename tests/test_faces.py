@@ -50,14 +50,15 @@ def write_frames(folder: Path, frames: list[np.ndarray]) -> list[str]:
     return paths
 
 
-def write_index(index_csv: Path, clips: dict[str, list[str]]) -> Path:
-    """index.csv as the index stage writes it; onset/apex/offset are frame numbers (1-based here)."""
+def write_index(index_csv: Path, clips: dict[str, list[str]], apex: int | str = 3) -> Path:
+    """index.csv as the index stage writes it; onset/apex/offset are frame numbers (1-based here); apex
+    "" is a clip whose sheet codes none."""
     with open(index_csv, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=faces.INDEX_COLUMNS)
         writer.writeheader()
         for number, (clip_id, paths) in enumerate(clips.items()):
             writer.writerow(dict(dataset="casme2", clip_id=clip_id, subject=f"{number + 1:02d}", episode="EP01",
-                                 emotion="happiness", label="positive", label_index=0, onset=1, apex=3,
+                                 emotion="happiness", label="positive", label_index=0, onset=1, apex=apex,
                                  offset=len(paths), n_frames=len(paths), fps=200.0, frames=";".join(paths)))
     return index_csv
 
@@ -178,11 +179,22 @@ def test_stage_writes_clip_store_with_aligned_frames_landmarks_and_transform(ali
         assert clip["landmarks"].shape == (68, 2) and clip["landmarks"].dtype == np.float32
         assert clip["transform"].shape == (2, 3)
         assert dict(clip.attrs) == dict(subject="01", emotion="happiness", label="positive", label_index=0,
-                                        onset=1, apex=3, offset=4, fps=200.0, landmark_frame=0)
+                                        onset=1, apex=3, apex_source="sheet", offset=4, fps=200.0,
+                                        landmark_frame=0)
         eyes = np.array(faces.eye_centres(clip["landmarks"][()]))
         np.testing.assert_allclose(eyes, faces.template_eye_positions(**ALIGN), atol=1e-3)
         # The onset frame of clip 2 is blank: its face was found on the next frame tried.
         assert h5["clips/sub02_EP02"].attrs["landmark_frame"] == 1
+
+
+def test_clip_without_coded_apex_gets_the_estimate_from_its_aligned_face(tmp_path):
+    """The face moves out and back (0, 1.5, 4, 1.5, 0 px): the estimated apex is the frame of largest move."""
+    paths = write_frames(tmp_path / "sub01" / "EP01", [face_frame(dx=dx) for dx in (0, 1.5, 4, 1.5, 0)])
+    index_csv = write_index(tmp_path / "index.csv", {"sub01_EP01": paths}, apex="")
+    faces.align_stage(index_csv, tmp_path / "aligned.h5", tmp_path / "qc", **STAGE_PARAMS)
+    with h5py.File(tmp_path / "aligned.h5", "r") as h5:
+        attrs = h5["clips/sub01_EP01"].attrs
+        assert (attrs["apex"], attrs["apex_source"]) == (3, "estimated")     # frame numbers start at 1 here
 
 
 def test_stage_records_provenance(aligned_dataset):
