@@ -93,7 +93,7 @@ def cmd_stage(args: argparse.Namespace) -> None:
 
 def cmd_dvc_yaml(args: argparse.Namespace) -> None:
     from pipeline.dvcgen import dvc_yaml
-    text = dvc_yaml(_load(args.params))
+    text = dvc_yaml(_load(args.params), args.params)
     if args.check:
         if Path(args.out).read_text() != text:
             given = ", ".join(args.params or ["params.yaml"])

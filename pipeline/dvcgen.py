@@ -183,7 +183,10 @@ class _NoAliasDumper(yaml.SafeDumper):
         return True
 
 
-def dvc_yaml(params: Mapping) -> str:
+def dvc_yaml(params: Mapping, files: list[str] | None = None) -> str:
+    """dvc.yaml of the params read from `files` (default: params.yaml alone). With overlays (more files,
+    `merflow dvc-yaml --params params.yaml my.yaml`) every stage runs with all of them and tracks each
+    overlay as a whole, so `dvc repro` runs what `snakemake --configfile my.yaml` runs."""
     per_subject = [p for p in params["protocols"] if p in SUBJECT_PROTOCOLS]
     if per_subject:
         # One fold per subject: the number of train stages is known only once the data are indexed,
@@ -192,4 +195,13 @@ def dvc_yaml(params: Mapping) -> str:
                            "known only after the index stage has read the data. Run these protocols with "
                            "Snakemake (snakemake --cores all results/table2.csv), or set `protocols: [kfold5]` "
                            "for `dvc repro`.")
-    return HEADER + yaml.dump(dvc_stages(params), Dumper=_NoAliasDumper, sort_keys=False, width=120)
+    stages = dvc_stages(params)
+    overlays = [f for f in (files or ["params.yaml"]) if f != "params.yaml"]
+    if overlays:
+        with_params = " --params " + " ".join(files)
+        for stage in stages["stages"].values():
+            body = stage.get("do", stage)
+            body["cmd"] += with_params
+            body["params"] = [*body.get("params", []), *({overlay: None} for overlay in overlays)]
+    header = HEADER if not overlays else HEADER.replace("from params.yaml", f"from {' '.join(files)}")
+    return header + yaml.dump(stages, Dumper=_NoAliasDumper, sort_keys=False, width=120)

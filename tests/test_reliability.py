@@ -43,8 +43,8 @@ from tests.faults import (
     vm_peak_mib,
 )
 
-TALLY: dict[str, list[str]] = {"faults survived": [], "bad inputs refused": [], "artifacts compared": [],
-                               "memory limits held": []}
+TALLY: dict[str, list[str]] = {"faults survived": [], "bad inputs refused": [], "sheet quirks kept": [],
+                               "artifacts compared": [], "memory limits held": []}
 
 
 def tally(group: str, item: str) -> None:
@@ -378,13 +378,13 @@ def no_face(root):
 
 
 def apex_slash(root):
-    return set_cell(root, "ApexFrame", "/"), root / SHEET_NAME, "ApexFrame is '/'"
+    return set_cell(root, "ApexFrame", "/"), "no apex coded"
 
 
 def apex_outside(root):
     _, header, rows = sheet(root)
     offset = int(rows[0][header.index("OffsetFrame")])
-    return set_cell(root, "ApexFrame", offset + 5), root / SHEET_NAME, f"ApexFrame {offset + 5} is outside"
+    return set_cell(root, "ApexFrame", offset + 5), f"ApexFrame {offset + 5}"
 
 
 def label_outside_mapping(root):
@@ -411,8 +411,9 @@ def renamed_columns(root):
 
 
 BROKEN_DATASETS = {f.__name__: f for f in (missing_frame, zero_byte_jpg, truncated_jpg, wrong_size_frame, no_face,
-                                           apex_slash, apex_outside, label_outside_mapping, duplicate_clip_id,
-                                           unreadable_sheet, renamed_columns)}
+                                           label_outside_mapping, duplicate_clip_id, unreadable_sheet,
+                                           renamed_columns)}
+SHEET_QUIRKS = {f.__name__: f for f in (apex_slash, apex_outside)}   # in real sheets: kept, apex estimated
 
 
 def workdir_for(tmp_path: Path, dataset: Path, dataset_dir: str = "raw") -> Path:
@@ -457,6 +458,19 @@ def test_a_broken_dataset_is_refused_naming_clip_and_file(case, pristine_dataset
     assert_refused(status, err, clip, str(path), reason)
     assert tree_state(workdir / "data", workdir / "results") == before
     tally("bad inputs refused", f"{case} ({stage})")
+
+
+@pytest.mark.parametrize("case", SHEET_QUIRKS)
+def test_a_sheet_quirk_keeps_the_clip_with_a_note(case, pristine_dataset, tmp_path, monkeypatch, capsys):
+    workdir = workdir_for(tmp_path, pristine_dataset)
+    clip, note = SHEET_QUIRKS[case](workdir / "raw" / "casme2")
+    status, err = merflow(workdir, monkeypatch, capsys, "stage", "index", "--dataset", "casme2")
+    assert status == 0, err[-2000:]
+    index = pd.read_csv(workdir / "data" / "casme2" / "index.csv", dtype=str, keep_default_na=False)
+    rows = {row["clip_id"]: row for _, row in index.iterrows()}
+    assert len(rows) == 4 and rows[clip]["apex_source"] == "estimated" and rows[clip]["apex"] == ""
+    assert note in rows[clip]["notes"]
+    tally("sheet quirks kept", f"{case}: {rows[clip]['notes']}")
 
 
 def test_non_ascii_paths_work_and_are_named_exactly(pristine_dataset, tmp_path, monkeypatch, capsys):
@@ -538,9 +552,10 @@ def test_tensors_stage_streams_a_store_larger_than_its_memory_limit(tmp_path):
                                 f"(address-space peak {peak} MiB)")
 
 
-TRAIN_HEADROOM_MIB = 48                       # address space allowed beyond what a warmed-up training process has
+TRAIN_HEADROOM_MIB = 80                       # address space allowed beyond what a warmed-up training process has
+                                              # (streaming uses ~40 MiB of it: two buffers, batches, h5py caches)
 TRAIN_BUFFER_MIB = 8                          # SHUFFLE_BUFFER_BYTES for the test (two buffers at most in memory)
-TRAIN_CLIPS = 150                             # x 0.68 MiB = 101 MiB of tensors: twice the headroom
+TRAIN_CLIPS = 330                             # x 0.68 MiB = 223 MiB of tensors, 150 MiB in the training folds
 MEMORY_TRAIN = {**TRAIN, "method": "cnn", "maps": 1, "recurrent_steps": 0, "batch_size": 16, "max_epochs": 1}
 
 
@@ -548,12 +563,12 @@ def test_training_streams_a_store_larger_than_its_memory_headroom(tmp_path):
     """torch alone reserves ~900 MiB of address space (libraries, lazily imported modules, allocator
     pools), far more than a test can afford to train through on 2 cores. So the process first trains
     a 6-clip fold to load all of that, then caps its address space at its peak so far plus
-    TRAIN_HEADROOM_MIB and trains on a store twice that size: streaming passes; the same run with the
+    TRAIN_HEADROOM_MIB and trains on a store larger than that: streaming passes; the same run with the
     default 512 MiB shuffle buffer (which would hold the whole store) is refused its memory."""
     small_tensors, small_folds = write_store(tmp_path / "small", 6, variants=4, pixels=1966, frames=30)
     tensors, folds = write_store(tmp_path / "big", TRAIN_CLIPS, variants=4, pixels=1966, frames=30)
     size_mib = tensors.stat().st_size / 2**20
-    assert size_mib > 2 * TRAIN_HEADROOM_MIB
+    assert size_mib * 2 / 3 > 1.8 * TRAIN_HEADROOM_MIB  # the training folds alone do not fit
     script = f"""
 import resource, sys
 import pipeline.train as train
