@@ -9,11 +9,11 @@ The estimate is the frame that differs most from both ends of the clip: for alig
 
     D_t = mean |F_t - F_onset| + mean |F_t - F_offset|
 
-smoothed over a few frames (about 25 ms, at most a quarter of the clip), and the apex is the frame of largest D_t. A micro-expression
-rises from the onset and returns by the offset, so D_t peaks at its apex, while a slow drift of the
-whole face (lighting, a head settling) adds about the same amount to every D_t and moves no peak:
-the difference to one end grows as the difference to the other shrinks. It uses pixels only, never
-a label, so it is the same for every fold.
+smoothed over a few frames (about 25 ms, at most a quarter of the clip), and the apex is the frame
+of largest D_t. A micro-expression rises from the onset and returns by the offset, so D_t peaks at
+its apex, while a slow drift of the whole face (lighting, a head settling) adds about the same
+amount to every D_t and moves no peak: the difference to one end grows as the difference to the
+other shrinks. It uses pixels only, never a label, so it is the same for every fold.
 """
 
 from __future__ import annotations

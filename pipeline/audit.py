@@ -115,7 +115,8 @@ def fold_numbers_now(params: Mapping, ds: str, protocol: str) -> list[int]:
     if folds_csv.is_file():
         from pipeline.protocols import fold_numbers
         return fold_numbers(folds_csv)
-    return list(range(params["folds"]["k"])) if protocol.startswith("kfold") else []
+    from pipeline.protocols import kfold_k
+    return list(range(kfold_k(protocol) or 0))
 
 
 def audit_pipeline(params: Mapping) -> list[ArtifactAudit]:

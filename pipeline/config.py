@@ -46,6 +46,10 @@ def deep_update(base: dict, override: Mapping) -> dict:
 
 
 def validate_params(params: Mapping) -> None:
+    if isinstance(params.get("folds"), Mapping) and "k" in params["folds"]:
+        k = params["folds"]["k"]
+        raise ParamsError(f"folds.k: the number of folds is part of the protocol's name, so that it shows in "
+                          f"every path: remove folds.k and write `protocols: [kfold{k}]` (kfold5 is the paper's)")
     with open(SCHEMA_PATH) as handle:
         schema = yaml.safe_load(handle)
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(params), key=lambda e: list(e.path))

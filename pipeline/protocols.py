@@ -1,8 +1,10 @@
 """Evaluation protocols: which clips are tested in which fold, computed once and shared by every method.
 
 kfold5 is the paper's protocol (Sec. III-C): the samples are randomly split into five parts, four
-train and one tests, in turn. Clips of one subject can fall on both sides of such a split, so we
-also provide leave-one-subject-out (loso), the subject-independent protocol of later MER work.
+train and one tests, in turn; kfold<k> is the same with k parts (kfold10), so the number of folds is
+in the protocol's name and in every path under it. Clips of one subject can fall on both sides of such
+a split, so we also provide leave-one-subject-out (loso), the subject-independent protocol of later
+MER work.
 
 A folds file (data/{ds}/folds/{protocol}.csv) has one row per clip: clip_id, subject, label, fold;
 fold k's test set is the clips with fold == k, its training set all the others.
@@ -17,9 +19,21 @@ import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from pipeline.artifacts import atomic_output
+from pipeline.errors import ParamsError
 
-PROTOCOLS = ("kfold5", "loso")
+PROTOCOL_NAMES = "kfold<k> (k >= 2; kfold5 is the paper's) or loso"
 SUBJECT_PROTOCOLS = ("loso",)        # one fold per subject: the fold count comes from the data
+
+
+def kfold_k(protocol: str) -> int | None:
+    """k of a k-fold protocol's name (kfold5 -> 5); None for any other name."""
+    match = re.fullmatch(r"kfold([1-9]\d*)", protocol)
+    return int(match.group(1)) if match and int(match.group(1)) >= 2 else None
+
+
+def check_protocol(protocol: str) -> None:
+    if kfold_k(protocol) is None and protocol not in SUBJECT_PROTOCOLS:
+        raise ParamsError(f"unknown protocol {protocol!r}; valid: {PROTOCOL_NAMES}")
 FOLD_COLUMNS = ["clip_id", "subject", "label", "fold"]
 
 
@@ -52,12 +66,12 @@ def loso_folds(index: pd.DataFrame) -> pd.DataFrame:
     return _folds_table(index, index["subject"].map(position).astype("int64"))
 
 
-def folds_stage(index_csv: Path, out_csv: Path, *, protocol: str, k: int, seed: int) -> None:
+def folds_stage(index_csv: Path, out_csv: Path, *, protocol: str, seed: int) -> None:
     """Write the folds file of one protocol for the clips of index.csv."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    check_protocol(protocol)
     index = pd.read_csv(index_csv, dtype={"clip_id": str, "subject": str, "label": str})
-    folds = kfold_folds(index, k, seed) if protocol == "kfold5" else loso_folds(index)
+    k = kfold_k(protocol)
+    folds = kfold_folds(index, k, seed) if k is not None else loso_folds(index)
     with atomic_output(out_csv) as tmp:
         folds.to_csv(tmp, index=False)
 

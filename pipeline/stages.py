@@ -20,10 +20,11 @@ from pipeline.config import stage_params
 # Every module a stage calls is a dependency of that stage, so editing the code reruns it.
 COMMON_CODE = ["pipeline/artifacts.py", "pipeline/config.py", "pipeline/errors.py", "pipeline/imageio.py"]
 STAGE_CODE = {
-    "synth": ["pipeline/datasets/synth.py", "pipeline/datasets/synth_layouts.py", "pipeline/datasets/face_photos.py",
-              "pipeline/faces.py"],
+    "synth": ["pipeline/datasets/synth.py", "pipeline/datasets/synth_layouts.py", "pipeline/datasets/synth_more.py",
+              "pipeline/datasets/face_photos.py", "pipeline/faces.py"],
     "index": ["pipeline/index.py", "pipeline/datasets/common.py", "pipeline/datasets/casme2.py",
               "pipeline/datasets/casme.py", "pipeline/datasets/smic.py", "pipeline/datasets/samm.py",
+              "pipeline/datasets/casme3.py", "pipeline/datasets/mmew.py", "pipeline/datasets/fourdme.py",
               "pipeline/datasets/layouts.py", "pipeline/datasets/corrections.csv"],
     "align": ["pipeline/faces.py", "pipeline/apex.py"],
     "magnify": ["pipeline/evm.py"],

@@ -24,8 +24,8 @@ from pipeline.config import load_params
 from pipeline.errors import ParamsError
 from tests.test_workflow import REPO, TINY, finished_jobs, job_counts, snakemake
 
-GRID = {"folds": {"k": 2}, "methods": ["rcnn"],
-        "ablations": {"run": ["evm", "recurrence_tiny"],
+GRID = {"protocols": ["kfold2"], "methods": ["rcnn"],
+        "ablations": {"protocol": "kfold2", "run": ["evm", "recurrence_tiny"],
                       "families": {"recurrence_tiny": {"0": {"train.recurrent_steps": 0}, "3": {}}}}}
 MAIN_STAGES = {"synth", "index", "align", "magnify", "tensors", "folds", "train"}
 
@@ -125,7 +125,7 @@ def test_a_tiny_grid_reuses_the_main_run_and_writes_the_table(grid_run):
         [("evm", "on", True), ("evm", "off", False), ("recurrence_tiny", "0", False), ("recurrence_tiny", "3", True)]
     by_name = {(r.family, str(r.setting)): r for r in table.itertuples()}
     # The references are the main run's folds, read back unchanged.
-    main = [json.loads((workdir / f"results/casme2/kfold5/rcnn/fold{k}/metrics.json").read_text()) for k in (0, 1)]
+    main = [json.loads((workdir / f"results/casme2/kfold2/rcnn/fold{k}/metrics.json").read_text()) for k in (0, 1)]
     for name in (("evm", "on"), ("recurrence_tiny", "3")):
         row = by_name[name]
         assert row.fold_accuracy == ";".join(f"{m['accuracy']:.4f}" for m in main)
@@ -177,7 +177,7 @@ def test_dvc_lists_the_grid_only_when_asked():
     assert not {name for name in dvc_stages(params)["stages"] if name.startswith("ablation")}
     params["ablations"]["dvc"] = True
     stages = dvc_stages(params)["stages"]
-    folds = list(range(params["folds"]["k"]))
+    folds = list(range(5))                                  # params.yaml: kfold5
     metrics, benchmarks = ablations.grid_files(params, folds)
     assert set(stages["ablations"]["deps"]) >= {*metrics, *benchmarks}
     # One train stage per non-reference setting and fold; magnify only for the EVM and alpha switches.
@@ -194,10 +194,10 @@ def test_merflow_stage_runs_a_grid_job_as_snakemake_did(grid_run):
     workdir, overlay, _ = grid_run
     params = [str(REPO / "params.yaml"), str(TINY), str(overlay)]
     key = ablations.stage_key({"train.recurrent_steps": 0}, "train")
-    metrics = workdir / "results" / "ablations" / "casme2" / "kfold5" / key / "fold0" / "metrics.json"
+    metrics = workdir / "results" / "ablations" / "casme2" / "kfold2" / key / "fold0" / "metrics.json"
     before, table = json.loads(metrics.read_text()), pd.read_csv(workdir / "results" / "ablations.csv")
     merflow = str(Path(sys.executable).parent / "merflow")
-    for command in (["ablation_train", "--dataset", "casme2", "--protocol", "kfold5", "--key", key, "--fold", "0"],
+    for command in (["ablation_train", "--dataset", "casme2", "--protocol", "kfold2", "--key", key, "--fold", "0"],
                     ["ablations"]):
         result = subprocess.run([merflow, "stage", *command, "--params", *params], cwd=workdir, capture_output=True,
                                 text=True, timeout=300)

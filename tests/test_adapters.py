@@ -146,8 +146,8 @@ def test_four_and_three_class_mappings_count_and_leave_out(trees):
     assert emotions["tense"] + emotions["repression"] == 2
     assert counts["samm", "megc3"] == ({"positive": 2, "negative": 2, "surprise": 2}, 2, 0)   # 'Other' left out
     assert counts["smic", "megc3"] == ({"positive": 2, "negative": 2, "surprise": 2}, 0, 0)
-    # SMIC's 'positive' and 'negative' are not emotions of the paper's 4-class mapping: reported.
-    assert counts["smic", "paper4"] == ({"surprise": 2}, 0, 4)
+    # SMIC's (and 4DME's) 'positive' and 'negative' are classes of paper4 too; SMIC has no 'others'.
+    assert counts["smic", "paper4"] == ({"positive": 2, "negative": 2, "surprise": 2}, 0, 0)
 
 
 def test_left_out_clips_are_listed_in_excluded_csv_and_do_not_fail_the_index(trees, tmp_path):
@@ -271,8 +271,8 @@ def smic_frame_gap(root):
 
 
 def smic_unknown_class(root):
-    (root / "HS" / "s2" / "micro" / "negative").rename(root / "HS" / "s2" / "micro" / "happy")
-    return "smic", "s2_ne_01", "happy", "emotion 'happy' is not in the label mapping"
+    (root / "HS" / "s2" / "micro" / "negative").rename(root / "HS" / "s2" / "micro" / "joy")
+    return "smic", "s2_ne_01", "joy", "emotion 'joy' is not in the label mapping"
 
 
 def smic_subject_without_clips(root):

@@ -27,6 +27,8 @@ def broken(change):
     (lambda p: p.__setitem__("datasets", ["smic"]), "smic"),                            # no dataset entry
     (lambda p: p["mappings"]["paper4"]["emotions"].__setitem__("joy", "happy"), "happy"),  # class not in classes
     (lambda p: p["dataset"]["casme2"].__setitem__("root", "elsewhere"), "synthetic"),   # synthetic root moved
+    (lambda p: p.__setitem__("protocols", ["kfold1"]), "protocols.0"),                  # one fold is no split
+    (lambda p: p["folds"].__setitem__("k", 10), r"folds.k: .* `protocols: \[kfold10\]`"),  # k lives in the name
 ])
 def test_bad_params_are_refused_naming_the_key(change, where):
     with pytest.raises(ParamsError, match=where):
@@ -47,6 +49,17 @@ def test_stage_params_name_exactly_what_a_stage_reads():
     index = stage_params(DEFAULTS, "index", ds="casme2")
     assert index["emotions"]["repression"] == "others" and index["fps"] == 200
     assert stage_params(DEFAULTS, "train", method="cnn")["method"] == "cnn"
+
+
+def test_the_number_of_folds_is_in_the_protocol_and_its_paths():
+    params = broken(lambda p: p.__setitem__("protocols", ["kfold10", "loso"]))
+    validate_params(params)
+    from pipeline.dvcgen import dvc_stages
+    stages = dvc_stages(broken(lambda p: p.__setitem__("protocols", ["kfold10", "kfold5"])))["stages"]
+    assert stages["train_k5"]["matrix"]["protocol"] == ["kfold5"]
+    assert stages["train_k5"]["matrix"]["fold"] == [0, 1, 2, 3, 4]
+    assert stages["train_k10"]["matrix"]["fold"] == list(range(10))
+    assert "results/casme2/kfold10/rcnn/fold9/metrics.json" in stages["aggregate"]["deps"]
 
 
 @pytest.mark.parametrize("overlay", sorted(path.name for path in CONFIGS.glob("*.yaml")))

@@ -38,19 +38,19 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("predict")
     params = load_params(*TINY_PARAMS)
     params["synth"].update(subjects=2, clips_per_subject=3, frames_min=10, frames_max=12)
-    params["folds"]["k"] = 2
+    params["protocols"] = ["kfold2"]
     cwd = os.getcwd()
     os.chdir(root)  # stages write under data/ and results/ of the working directory, as under Snakemake
     try:
         run_stage(params, "synth", ds="casme2")
         for stage in ("index", "align", "magnify", "tensors"):
             run_stage(params, stage, ds="casme2")
-        run_stage(params, "folds", ds="casme2", protocol="kfold5")
-        run_stage(params, "train", ds="casme2", protocol="kfold5", method="rcnn", fold=0)
+        run_stage(params, "folds", ds="casme2", protocol="kfold2")
+        run_stage(params, "train", ds="casme2", protocol="kfold2", method="rcnn", fold=0)
     finally:
         os.chdir(cwd)
     index = pd.read_csv(root / "data" / "casme2" / "index.csv")
-    return {"root": root, "params": params, "model": root / "results/casme2/kfold5/rcnn/fold0/model.pt",
+    return {"root": root, "params": params, "model": root / "results/casme2/kfold2/rcnn/fold0/model.pt",
             "clip": index.iloc[0], "frame_dir": Path(root, index.iloc[0]["frames"].split(";")[0]).parent}
 
 

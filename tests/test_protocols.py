@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipeline.errors import ParamsError
 from pipeline.protocols import fold_numbers, folds_stage, kfold_folds, loso_folds
 from pipeline.train import shuffled_batches, split_fold
 
@@ -91,8 +92,8 @@ def test_folds_stage_writes_the_protocols_and_their_fold_numbers(tmp_path):
     index_csv = tmp_path / "index.csv"
     make_index({"positive": 12, "negative": 15, "others": 9}, ["01", "02", "10", "11", "03"]).to_csv(
         index_csv, index=False)
-    folds_stage(index_csv, tmp_path / "folds" / "kfold5.csv", protocol="kfold5", k=5, seed=0)
-    folds_stage(index_csv, tmp_path / "folds" / "loso.csv", protocol="loso", k=5, seed=0)
+    folds_stage(index_csv, tmp_path / "folds" / "kfold5.csv", protocol="kfold5", seed=0)
+    folds_stage(index_csv, tmp_path / "folds" / "loso.csv", protocol="loso", seed=0)
     assert sorted(p.name for p in (tmp_path / "folds").iterdir()) == ["kfold5.csv", "loso.csv"]  # no temp files
     kfold = pd.read_csv(tmp_path / "folds" / "kfold5.csv", dtype={"subject": str})
     assert kfold.columns.tolist() == ["clip_id", "subject", "label", "fold"] and len(kfold) == 36
@@ -100,8 +101,11 @@ def test_folds_stage_writes_the_protocols_and_their_fold_numbers(tmp_path):
     loso = pd.read_csv(tmp_path / "folds" / "loso.csv", dtype={"subject": str})
     assert loso.groupby("fold")["subject"].first().tolist() == ["01", "02", "03", "10", "11"]  # zero-padding kept
     assert fold_numbers(tmp_path / "folds" / "loso.csv") == [0, 1, 2, 3, 4]
-    with pytest.raises(ValueError, match="valid: kfold5, loso"):
-        folds_stage(index_csv, tmp_path / "folds" / "x.csv", protocol="loocv", k=5, seed=0)
+    folds_stage(index_csv, tmp_path / "k3" / "kfold3.csv", protocol="kfold3", seed=0)
+    assert fold_numbers(tmp_path / "k3" / "kfold3.csv") == [0, 1, 2]          # k from the protocol's name
+    for name in ("loocv", "kfold1", "kfold05", "kfold"):
+        with pytest.raises(ParamsError, match=r"valid: kfold<k> \(k >= 2; kfold5 is the paper's\) or loso"):
+            folds_stage(index_csv, tmp_path / "folds" / "x.csv", protocol=name, seed=0)
 
 
 # --- every jittered copy of a clip stays on its clip's side of every split ----------------------------

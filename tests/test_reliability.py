@@ -162,13 +162,13 @@ TINY = yaml.safe_load((REPO / "tests" / "tiny.yaml").read_text())
 # 12 clips, 3 folds, 3 epochs: there is a "middle" to kill in, and folds 0 and 1 train together on
 # 2 cores, so fold 2 is still training after they have finished.
 SLOW = deep_update(yaml.safe_load(yaml.safe_dump(TINY)), {
-    "synth": {"subjects": 3, "clips_per_subject": 4}, "folds": {"k": 3},
+    "synth": {"subjects": 3, "clips_per_subject": 4}, "protocols": ["kfold3"],
     "train": {"max_epochs": 3, "device": "cpu"}})
 FOLDS = 3
-ARTIFACTS = ["data/casme2/index.csv", "data/casme2/excluded.csv", "data/casme2/folds/kfold5.csv",
+ARTIFACTS = ["data/casme2/index.csv", "data/casme2/excluded.csv", "data/casme2/folds/kfold3.csv",
              "data/casme2/aligned.h5", "data/casme2/magnified.h5", "data/casme2/tensors.h5",
              "data/casme2/align_qc/*.png", "data/casme2/magnify_qc/*.png",
-             "results/casme2/kfold5/rcnn/fold*/predictions.csv", "results/casme2/kfold5/rcnn/fold*/model.pt",
+             "results/casme2/kfold3/rcnn/fold*/predictions.csv", "results/casme2/kfold3/rcnn/fold*/model.pt",
              "results/table2.csv"]
 
 
@@ -183,7 +183,7 @@ def workflow(tmp_path_factory):
 
 
 def fold_dirs(workdir: Path) -> list[Path]:
-    return [workdir / "results" / "casme2" / "kfold5" / "rcnn" / f"fold{k}" for k in range(FOLDS)]
+    return [workdir / "results" / "casme2" / "kfold3" / "rcnn" / f"fold{k}" for k in range(FOLDS)]
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +240,7 @@ def killed_run(workflow):
     status, text = run("run3", "--rerun-incomplete")
     assert status == 0, text[-4000:]
     record["run3"] = finished_jobs(text)
-    record["resumed_logs"] = {d.name: (workdir / "logs" / "train" / f"casme2_kfold5_rcnn_{d.name}.log").read_text()
+    record["resumed_logs"] = {d.name: (workdir / "logs" / "train" / f"casme2_kfold3_rcnn_{d.name}.log").read_text()
                               for d in fold_dirs(workdir)}
     return record
 

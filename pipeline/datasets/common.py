@@ -16,7 +16,7 @@ estimates it, pipeline/apex.py) and carries `notes`: what was read differently f
 (a correction from pipeline/datasets/corrections.csv, an offset past the clip's last frame file, an
 apex outside the clip). A note is not a problem: the clip is kept.
 
-Sheet-coded layouts (CASME II, CASME, SAMM) share `read_coded_clips`, which turns sheet rows into
+Sheet-coded layouts (all but SMIC) share `read_coded_clips`, which turns sheet rows into
 records given the layout's column names, clip naming and frame-file naming, after applying the
 known corrections of the owners' sheets.
 """
@@ -24,6 +24,7 @@ known corrections of the owners' sheets.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import os
 import re
 from collections import defaultdict
@@ -76,6 +77,10 @@ def map_emotion(clip_id: str, emotion: str, emotions: dict[str, str | None], cla
         return None, None, [ClipProblem(clip_id, where, f"{prefix}emotion {emotion!r} is left out by the label "
                                                         "mapping", left_out=True)]
     label = emotions.get(emotion)
+    if label is None and "+" in emotion:
+        return None, None, [ClipProblem(clip_id, where, f"{prefix}emotion {emotion!r} names several emotions and the "
+                                                        "label mapping does not name the combination: left out",
+                                        left_out=True)]
     if label is None:
         known = ", ".join(sorted(e for e, c in emotions.items() if c is not None))
         return None, None, [ClipProblem(clip_id, where, f"{prefix}emotion {emotion!r} is not in the label mapping "
@@ -108,6 +113,12 @@ def subject_number(value: Any) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def s_subject(value: Any) -> str | None:
+    """1, 'S01', 's1' -> 'S01' (MMEW's and 4DME's subject names)."""
+    number = subject_number(re.sub(r"^[sS]", "", cell_text(value)))
+    return f"S{number:02d}" if number is not None else None
+
+
 def cell_text(value: Any) -> str:
     """A cell as trimmed text; whole numbers typed as floats (6.0) lose their '.0'."""
     if is_blank(value):
@@ -123,20 +134,26 @@ def read_sheet_rows(sheet: Path, columns: list[str], dataset: str) -> list[tuple
     """(spreadsheet row number, {column: cell}) for every non-empty row below the header row.
 
     The header is the first row (of the first HEADER_SEARCH_ROWS) that holds every name in `columns`,
-    so a preamble above it (SAMM's) is skipped; names are matched after trimming spaces. .xlsx is read
+    so a preamble above it (SAMM's) is skipped; names are matched after trimming spaces. The first
+    worksheet with such a row is read (CAS(ME)3's labels are on a worksheet of their own). .xlsx is read
     with openpyxl, .xls with xlrd.
     """
     try:
-        table = read_xls(sheet) if sheet.suffix.lower() == ".xls" else pd.read_excel(sheet, header=None, dtype=object)
+        tables = ([read_xls(sheet)] if sheet.suffix.lower() == ".xls" else
+                  list(pd.read_excel(sheet, header=None, dtype=object, sheet_name=None).values()))
     except Exception as error:   # corrupt files raise zipfile/openpyxl/xlrd/ValueError errors alike
         raise DatasetError(f"{dataset} at {sheet.parent}", [f"{sheet}: cannot be read ({error})"]) from error
     header_row = None
-    for row in range(min(HEADER_SEARCH_ROWS, len(table))):
-        names = {cell_text(value) for value in table.iloc[row]}
-        if set(columns) <= names:
-            header_row = row
+    for table in tables:
+        for row in range(min(HEADER_SEARCH_ROWS, len(table))):
+            names = {cell_text(value) for value in table.iloc[row]}
+            if set(columns) <= names:
+                header_row = row
+                break
+        if header_row is not None:
             break
     if header_row is None:
+        table = tables[0] if tables else pd.DataFrame()
         found = [cell_text(v) for v in table.iloc[0]] if len(table) else []
         missing = [c for c in columns if c not in found]
         raise DatasetError(f"{dataset} at {sheet.parent}",
@@ -151,6 +168,41 @@ def read_sheet_rows(sheet: Path, columns: list[str], dataset: str) -> list[tuple
             continue
         rows.append((index + 1, cells))          # spreadsheet rows count from 1
     return rows
+
+
+def single_sheet(dataset: str, root: Path, pattern: str, folders: Sequence[Path]) -> Path:
+    """The one coding sheet whose name matches `pattern` (ignoring case) in `folders` (Excel's ~$ lock
+    files skipped), or a DatasetError saying what was found."""
+    sheets = sorted({folder / name for folder in folders if folder.is_dir() for name in os.listdir(folder)
+                     if fnmatch.fnmatch(name.lower(), pattern.lower()) and not name.startswith("~$")})
+    if len(sheets) != 1:
+        found = ", ".join(p.name for p in sheets) or "none"
+        where = " or ".join(str(folder) for folder in folders)
+        raise DatasetError(f"{dataset} at {root}", [f"need one coding sheet {pattern} in {where} (found {found})"])
+    return sheets[0]
+
+
+def sheet_rows_and_frames(dataset: str, root: Path, pattern: str, frames_dir: str,
+                          columns: list[str]) -> tuple[Path, list[tuple[int, dict[str, Any]]], Path]:
+    """(sheet, its rows, frames folder) of a layout with one sheet matching `pattern` in `root` beside the
+    folder `frames_dir`; a DatasetError if either is missing."""
+    sheet = single_sheet(dataset, root, pattern, (root,))
+    frames_root = root / frames_dir
+    if not frames_root.is_dir():
+        raise DatasetError(f"{dataset} at {root}", [f"frames folder {frames_root} does not exist"])
+    return sheet, read_sheet_rows(sheet, columns, dataset), frames_root
+
+
+def find_subjects_root(dataset: str, root: Path, subject_folder: re.Pattern, depth: int = 2) -> Path:
+    """The folder holding the subject folders: `root` or one up to `depth` levels below it."""
+    level = [root]
+    for _ in range(depth + 1):
+        for folder in level:
+            if folder.is_dir() and any(subject_folder.fullmatch(name) for name in sub_folders(folder)):
+                return folder
+        level = [folder / name for folder in level if folder.is_dir() for name in sub_folders(folder)]
+    raise DatasetError(f"{dataset} at {root}", [f"no subject folders ({subject_folder.pattern}) in {root} or "
+                                                f"{depth} levels below it"])
 
 
 def read_xls(sheet: Path) -> pd.DataFrame:
@@ -180,6 +232,7 @@ class SheetLayout:
     frame_file: Callable[[str, str, int], str]            # (subject name, filename, n) -> expected name
     frame_pattern: Callable[[str, str], re.Pattern]       # matches frame names; group 1 is the number
     subject_folder: re.Pattern                            # names of subject folders ("sub\\d+")
+    subject_cell: Callable[[Any], str | None] | None = None   # subject name from its cell, if not from a number
 
     @property
     def columns(self) -> list[str]:
@@ -220,9 +273,10 @@ def read_coded_clips(rows: list[tuple[int, dict[str, Any]]], sheet: Path, layout
             records.append(record)
 
     if subjects_root is not None and subjects_root.is_dir():
+        named = {name.lower() for name in named_subjects}
         problems += [ClipProblem(name, subjects_root / name, f"subject folder has no clips in {sheet.name}")
                      for name in sub_folders(subjects_root)
-                     if layout.subject_folder.fullmatch(name) and name not in named_subjects]
+                     if layout.subject_folder.fullmatch(name) and name.lower() not in named]
     duplicated = {clip_id: numbers for clip_id, numbers in rows_of_clip.items() if len(numbers) > 1}
     for clip_id, numbers in duplicated.items():
         rows_text = ", ".join(str(n) for n in numbers)
@@ -235,13 +289,16 @@ def parse_coded_row(row: dict[str, Any], row_number: int, sheet: Path, layout: S
                     emotions: dict[str, str | None], classes: list[str],
                     corrections: Sequence[Correction] = ()) -> tuple[dict | None, list[ClipProblem]]:
     """A clip record from one sheet row (None if the row cannot name a clip) and its problems."""
-    number = subject_number(row[layout.subject])
+    if layout.subject_cell is not None:
+        subject = layout.subject_cell(row[layout.subject])
+    else:
+        number = subject_number(row[layout.subject])
+        subject = layout.subject_name(number) if number is not None else None
     episode = cell_text(row[layout.filename])
-    if number is None or not episode:
+    if subject is None or not episode:
         return None, [ClipProblem(f"row {row_number}", sheet,
                                   f"{layout.subject} {row[layout.subject]!r} / {layout.filename} "
                                   f"{row[layout.filename]!r} do not name a clip")]
-    subject = layout.subject_name(number)
     clip_id = layout.clip_id(subject, episode)
     problems = []
 
@@ -398,6 +455,32 @@ def find_numbered_frames(record: dict, folder: Path, pattern: re.Pattern,
                                                      "missing"))
     record["frames"] = frames
     return problems
+
+
+LAST_NUMBER = re.compile(r"(?:.*\D)?(\d+)\.(?:jpe?g|png|bmp)", re.IGNORECASE)   # img0046.jpg, 46.jpg -> 46
+
+
+def numbered_like(folder: Path, n: int) -> str:
+    """The name frame `n` would have in `folder`, after the numbered files there (same prefix, padding
+    and suffix as the first one); `<n>.jpg` if it has none."""
+    if folder.is_dir():
+        for name in sorted(os.listdir(folder)):
+            match = LAST_NUMBER.fullmatch(name)
+            if match:
+                digits = match.group(1)
+                width = len(digits) if digits.startswith("0") else 0
+                return f"{name[:match.start(1)]}{n:0{width}d}{name[match.end(1):]}"
+    return f"{n}.jpg"
+
+
+def child_ignoring_case(parent: Path, name: str) -> Path:
+    """parent / name, or the folder in `parent` whose name differs from it only in case (copies of a
+    dataset spell some folders differently from its sheet)."""
+    path = parent / name
+    if path.exists() or not parent.is_dir():
+        return path
+    matches = [entry for entry in sub_folders(parent) if entry.lower() == name.lower()]
+    return parent / matches[0] if len(matches) == 1 else path
 
 
 def sub_folders(folder: Path) -> list[str]:

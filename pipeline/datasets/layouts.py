@@ -15,11 +15,15 @@ from pathlib import Path
 
 from pipeline.datasets.casme import read_casme
 from pipeline.datasets.casme2 import read_casme2
+from pipeline.datasets.casme3 import read_casme3a
 from pipeline.datasets.common import ClipProblem
+from pipeline.datasets.fourdme import read_fourdme
+from pipeline.datasets.mmew import read_mmew
 from pipeline.datasets.samm import read_samm
 from pipeline.datasets.smic import read_smic
 from pipeline.datasets.synth import generate_casme2
 from pipeline.datasets.synth_layouts import generate_casme, generate_samm, generate_smic
+from pipeline.datasets.synth_more import generate_casme3a, generate_fourdme, generate_mmew
 from pipeline.errors import ParamsError
 
 # reader(root, emotions, classes, variant) -> (clip records, problems)
@@ -42,6 +46,9 @@ LAYOUTS: dict[str, Layout] = {
     "casme": Layout("CASME", read_casme, generate_casme, "paper4", 60),
     "smic": Layout("SMIC", read_smic, generate_smic, "megc3", 100, ("HS", "VIS", "NIR"), apex="none"),
     "samm": Layout("SAMM", read_samm, generate_samm, "paper4", 200),
+    "casme3a": Layout("CAS(ME)3 Part A", read_casme3a, generate_casme3a, "paper4", 30),
+    "mmew": Layout("MMEW", read_mmew, generate_mmew, "paper4", 90),
+    "4dme": Layout("4DME", read_fourdme, generate_fourdme, "paper4", 60),
 }
 
 

@@ -115,7 +115,7 @@ EXPRESSIONS: dict[str, tuple[str, list[Movement]]] = {
                        Movement("lower lip", (56, 57, 58), (), out=0, up=1, weight=0.8)]),
 }
 # Labels of other layouts drawn with one of the patterns above.
-MOTION_OF = {"positive": "happiness", "negative": "disgust", "other": "others"}
+MOTION_OF = {"positive": "happiness", "negative": "disgust", "other": "others", "happy": "happiness", "sad": "sadness"}
 
 
 def motion_of(emotion: str) -> str:
@@ -201,7 +201,7 @@ def write_clip(clip_dir: Path, frame_name: Callable[[int], str], plan: ClipPlan,
                grey: bool = False) -> list[dict]:
     """Render one clip and write its frames as clip_dir / frame_name(n) for n = onset..offset (grey:
     single-channel images, as SAMM's camera); return its rows of synth_truth.csv."""
-    clip_dir.mkdir(parents=True)
+    clip_dir.mkdir(parents=True, exist_ok=True)      # CAS(ME)3: several clips share one video's folder
     rng = np.random.default_rng([seed, plan.subject, plan.clip])      # independent of the other clips
     neutral, landmarks = clip_neutral(identity, rng, width=width, height=height)
     intensity = amplitude_px * rng.uniform(0.85, 1.15)

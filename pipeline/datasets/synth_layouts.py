@@ -154,19 +154,11 @@ def generate_samm(out_dir: Path, **synth) -> None:
 
 def write_samm_sheet(path: Path, plans: list[ClipPlan]) -> None:
     """SAMM's coding sheet: a preamble of 13 rows, then the header row and one row per movement."""
-    workbook = openpyxl.Workbook()
-    sheet = workbook.active
-    sheet.title = "FACS_Movement_Only"
-    for line in SAMM_PREAMBLE:
-        sheet.append([line or None])
-    sheet.append(SAMM_COLUMNS)
-    for plan in plans:
-        sheet.append([SAMM_FIRST_SUBJECT + plan.subject - 1, plan.filename, int(plan.filename.split("_")[1]),
-                      plan.onset, plan.apex, plan.offset, plan.offset - plan.onset + 1, "Micro - 1/2",
-                      EXPRESSIONS[motion_of(plan.emotion)][0], None, plan.emotion])
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    write_reproducible_zip(path, buffer.getvalue())
+    write_xlsx(path, "FACS_Movement_Only", SAMM_COLUMNS,
+               [[SAMM_FIRST_SUBJECT + plan.subject - 1, plan.filename, int(plan.filename.split("_")[1]),
+                 plan.onset, plan.apex, plan.offset, plan.offset - plan.onset + 1, "Micro - 1/2",
+                 EXPRESSIONS[motion_of(plan.emotion)][0], None, plan.emotion] for plan in plans],
+               preamble=SAMM_PREAMBLE)
 
 
 # --- shared scaffolding ---------------------------------------------------------------------------
@@ -176,3 +168,19 @@ def planned(synth: dict, groups: dict[str, list[str]]) -> list[ClipPlan]:
                                                       "amplitude_px", "noise_sigma", "head_jitter_px")})
     return plan_clips(seed=synth["seed"], subjects=synth["subjects"], clips_per_subject=synth["clips_per_subject"],
                       frames_min=synth["frames_min"], frames_max=synth["frames_max"], emotion_groups=groups)
+
+
+def write_xlsx(path: Path, title: str, header: list[str], rows: list[list], preamble: list[str] = ()) -> None:
+    """One worksheet: the preamble lines, the header row, the rows; byte-reproducible (fixed zip times)."""
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = title
+    for line in preamble:
+        sheet.append([line or None])
+    sheet.append(header)
+    for row in rows:
+        sheet.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_reproducible_zip(path, buffer.getvalue())
