@@ -123,7 +123,8 @@ def dvc_stages(params: Mapping) -> dict:
                                                            for m in metrics],
                                  *[paths.ALIGN_QC.format(ds=n) for n in names],
                                  *[paths.MAGNIFY_QC.format(ds=n) for n in names],
-                                 *[paths.TENSORS.format(ds=n) for n in names], *code_deps("report")],
+                                 *[paths.TENSORS.format(ds=n) for n in names],
+                                 *[paths.INDEX.format(ds=n) for n in names], *code_deps("report")],
                         "outs": [paths.REPORT, paths.FIGURES]}
     if params.get("ablations", {}).get("dvc"):
         stages.update(ablation_stages(params))

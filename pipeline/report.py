@@ -416,8 +416,8 @@ STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0
 
 def report_stage(table_csv: str | os.PathLike, metrics_paths: Sequence[str], prediction_paths: Sequence[str],
                  align_qc_dirs: Sequence[str], magnify_qc_dirs: Sequence[str], out_html: str | os.PathLike,
-                 *, tensors_paths: Sequence[str] = (), figures_dir: str | os.PathLike | None = None,
-                 qc_examples: int = 4) -> None:
+                 *, tensors_paths: Sequence[str] = (), index_paths: Sequence[str] = (),
+                 figures_dir: str | os.PathLike | None = None, qc_examples: int = 4) -> None:
     """results/report.html (self-contained) and, when figures_dir is given, the same figures as PNGs
     there, one folder per kind: summary/, confusion/, jitter/, alignment_qc/, evm/.
 
@@ -468,6 +468,12 @@ def report_stage(table_csv: str | os.PathLike, metrics_paths: Sequence[str], pre
             fig, clip_id = jitter_figure(tensors_h5)
             parts.append(_figure(add("jitter", f"{ds}_{clip_id}", _png_bytes(fig)), f"{ds}: {clip_id}"))
 
+    if index_paths:
+        parts += ["<h2>Read differently from the sheets</h2>",
+                  '<p class="note">Clips kept with a note (data/{ds}/index.csv): a correction of a known '
+                  "sheet error, an apex estimated from the aligned face where none is coded, an offset past "
+                  "the last frame file.</p>", notes_html(index_paths)]
+
     for title, kind, dirs in (("Alignment QC", "alignment_qc", align_qc_dirs),
                               ("EVM before / after", "evm", magnify_qc_dirs)):
         parts.append(f"<h2>{title}</h2>")
@@ -488,6 +494,21 @@ def report_stage(table_csv: str | os.PathLike, metrics_paths: Sequence[str], pre
             for kind, stem, png in figures:
                 (tmp_dir / kind).mkdir(exist_ok=True)
                 (tmp_dir / kind / f"{stem}.png").write_bytes(png)
+
+
+def notes_html(index_paths: Sequence[str]) -> str:
+    """A table of every clip with a note in the datasets' index.csv files, or a line saying there are none."""
+    rows = []
+    for index_csv in index_paths:
+        index = pd.read_csv(index_csv, dtype=str, keep_default_na=False)
+        for row in index[index["notes"] != ""].itertuples():
+            rows.append(f"<tr><td>{html.escape(row.dataset)}</td><td>{html.escape(row.clip_id)}</td>"
+                        f"<td>{html.escape(row.apex_source)}</td>"
+                        f"<td>{'<br>'.join(html.escape(n) for n in row.notes.split(' | '))}</td></tr>")
+    if not rows:
+        return "<p>Every clip was read as its sheet codes it.</p>"
+    return ("<table><tr><th>dataset</th><th>clip</th><th>apex</th><th>notes</th></tr>" + "".join(rows)
+            + "</table>")
 
 
 # ---------------------------------------------------------------- ablations (pipeline/ablations.py)

@@ -100,6 +100,7 @@ def run_stage(params: Mapping, stage: str, *, ds: str | None = None, protocol: s
                      [paths.ALIGN_QC.format(ds=name) for name in params["datasets"]],
                      [paths.MAGNIFY_QC.format(ds=name) for name in params["datasets"]], paths.REPORT,
                      tensors_paths=[paths.TENSORS.format(ds=name) for name in params["datasets"]],
+                     index_paths=[paths.INDEX.format(ds=name) for name in params["datasets"]],
                      figures_dir=paths.FIGURES)
     else:
         raise ValueError(f"unknown stage '{stage}'")

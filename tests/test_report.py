@@ -175,3 +175,16 @@ def test_page_renders_in_a_browser_with_its_table_and_figures(run, tmp_path):
     assert len(content) > 2000 and np.mean(content.min(axis=2) < 235) > 0.1
     saturation = cv2.cvtColor(content, cv2.COLOR_BGR2HSV)[:, :, 1]
     assert np.mean(saturation > 120) > 0.01
+
+
+def test_the_report_lists_every_clip_read_differently_from_its_sheet(tmp_path):
+    from pipeline.report import notes_html
+    index = tmp_path / "casme2" / "index.csv"
+    index.parent.mkdir()
+    pd.DataFrame({"dataset": ["casme2", "casme2"], "clip_id": ["sub07_EP06_01", "sub01_EP02_01f"],
+                  "apex_source": ["sheet", "estimated"],
+                  "notes": ["row 5: OffsetFrame 68 corrected to 91 (frame files)", ""]}).to_csv(index, index=False)
+    page = notes_html([str(index)])
+    assert "sub07_EP06_01" in page and "OffsetFrame 68 corrected to 91" in page and "sub01_EP02_01f" not in page
+    index.write_text("dataset,clip_id,apex_source,notes\ncasme2,sub01_EP02_01f,sheet,\n")
+    assert notes_html([str(index)]) == "<p>Every clip was read as its sheet codes it.</p>"

@@ -35,6 +35,7 @@ rule report:
         align_qc=expand(paths.ALIGN_QC, ds=config["datasets"]),
         magnify_qc=expand(paths.MAGNIFY_QC, ds=config["datasets"]),
         tensors=expand(paths.TENSORS, ds=config["datasets"]),
+        index=expand(paths.INDEX, ds=config["datasets"]),
         code=code("report"),
     output:
         # The same figures twice: embedded in the page, and as PNGs for `snakemake --report report.zip`.

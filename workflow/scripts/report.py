@@ -4,4 +4,5 @@ from pipeline.runner import run_logged
 
 run_logged(snakemake.log[0], report_stage, snakemake.input.table, snakemake.input.metrics,
            snakemake.input.predictions, snakemake.input.align_qc, snakemake.input.magnify_qc, snakemake.output.report,
-           tensors_paths=snakemake.input.tensors, figures_dir=snakemake.output.figures)
+           tensors_paths=snakemake.input.tensors, index_paths=snakemake.input.index,
+           figures_dir=snakemake.output.figures)
