@@ -177,7 +177,7 @@ def single_sheet(dataset: str, root: Path, pattern: str, folders: Sequence[Path]
                      if fnmatch.fnmatch(name.lower(), pattern.lower()) and not name.startswith("~$")})
     if len(sheets) != 1:
         found = ", ".join(p.name for p in sheets) or "none"
-        where = " or ".join(str(folder) for folder in folders)
+        where = " or ".join(dict.fromkeys(str(folder) for folder in folders))
         raise DatasetError(f"{dataset} at {root}", [f"need one coding sheet {pattern} in {where} (found {found})"])
     return sheets[0]
 

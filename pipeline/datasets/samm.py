@@ -17,8 +17,15 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.datasets.common import ClipProblem, Correction, SheetLayout, read_coded_clips, read_sheet_rows
-from pipeline.errors import DatasetError, ParamsError
+from pipeline.datasets.common import (
+    ClipProblem,
+    Correction,
+    SheetLayout,
+    read_coded_clips,
+    read_sheet_rows,
+    single_sheet,
+)
+from pipeline.errors import ParamsError
 
 SHEET_GLOB = "SAMM_Micro_FACS_Codes*.xlsx"
 FRAMES_DIR = "SAMM"
@@ -44,19 +51,14 @@ def read_samm(root: Path, emotions: dict[str, str | None], classes: list[str], v
     if variant not in (None, "raw"):
         raise ParamsError(f"SAMM has no variant {variant!r} (only the raw frames are read)")
     frames_root = root / FRAMES_DIR if (root / FRAMES_DIR).is_dir() else root
-    sheets = sorted({p for folder in (root, frames_root) for p in folder.glob(SHEET_GLOB)
-                     if not p.name.startswith("~$")})                       # skip Excel lock files
-    if len(sheets) != 1:
-        found = ", ".join(p.name for p in sheets) or "none"
-        raise DatasetError(f"SAMM at {root}", [f"need one coding sheet {SHEET_GLOB} in {root} (found {found})"])
-    rows = read_sheet_rows(sheets[0], COLUMNS, "SAMM")
-    layout = sheet_layout(frames_root)
-    records, problems = read_coded_clips(rows, sheets[0], layout, emotions, classes, subjects_root=frames_root,
-                            corrections=corrections)
+    sheet = single_sheet("SAMM", root, SHEET_GLOB, (root, frames_root))
+    rows = read_sheet_rows(sheet, COLUMNS, "SAMM")
+    records, problems = read_coded_clips(rows, sheet, sheet_layout(frames_root), emotions, classes,
+                                         subjects_root=frames_root, corrections=corrections)
     # The clip folder is <subject>/<Filename>; a Filename of another subject is a typo the folder would hide.
     for record in list(records):
         if not record["episode"].startswith(f"{record['subject']}_"):
-            problems.append(ClipProblem(record["clip_id"], sheets[0], f"Filename {record['episode']!r} does not "
+            problems.append(ClipProblem(record["clip_id"], sheet, f"Filename {record['episode']!r} does not "
                                                                       f"start with its Subject {record['subject']}_"))
             records.remove(record)
     return records, problems
