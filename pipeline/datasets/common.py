@@ -445,7 +445,7 @@ def find_numbered_frames(record: dict, folder: Path, pattern: re.Pattern,
                                               f"{files[last].name}: the clip ends at frame {last}")
         offset = last
         record["offset"], record["n_frames"] = last, last - onset + 1
-    frames = [files.get(n, folder / expected_name(n)) for n in range(onset, offset + 1)]
+    frames = [files[n] if n in files else folder / expected_name(n) for n in range(onset, offset + 1)]
     missing = [n for n in range(onset, offset + 1) if n not in files]
     problems = [ClipProblem(clip_id, folder / expected_name(n), "frame file is missing")
                 for n in missing[:MISSING_FRAMES_LISTED]]

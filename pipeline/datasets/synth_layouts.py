@@ -103,7 +103,7 @@ def write_casme_sheet(path: Path, plans: list[ClipPlan]) -> None:
     for row, plan in enumerate(plans, start=1):
         duration_ms = round((plan.offset - plan.onset + 1) * 1000 / 60)
         values = [plan.subject, plan.filename, plan.onset, plan.apex, "", plan.offset, duration_ms,
-                  EXPRESSIONS[motion_of(plan.emotion)][0], plan.emotion]
+                  action_units(plan), plan.emotion]
         for column, value in enumerate(values):
             sheet.write(row, column, value)
     buffer = io.BytesIO()
@@ -119,9 +119,8 @@ def generate_smic(out_dir: Path, **synth) -> None:
         counts[plan.subject, plan.emotion] = counts.get((plan.subject, plan.emotion), 0) + 1
         # SMIC numbers frames by the camera's running counter: six digits, far from 1.
         shift = 100_000 + 1_000 * plan.onset
-        renamed.append(dataclasses.replace(
-            plan, filename=f"s{plan.subject}_{SMIC_CODES[plan.emotion]}_{counts[plan.subject, plan.emotion]:02d}",
-            onset=plan.onset + shift, apex=plan.apex + shift, offset=plan.offset + shift))
+        renamed.append(shifted(
+            plan, f"s{plan.subject}_{SMIC_CODES[plan.emotion]}_{counts[plan.subject, plan.emotion]:02d}", shift))
     build_tree(out_dir, "SMIC", renamed, synth,
                frame_dir=lambda tree, p: (tree / "HS" / f"s{p.subject}" / "micro" / p.emotion / p.filename,
                                           f"s{p.subject}"),
@@ -138,9 +137,7 @@ def generate_samm(out_dir: Path, **synth) -> None:
         inducement = plan.clip % 7 + 1
         counts[subject, inducement] = counts.get((subject, inducement), 0) + 1
         shift = 1_000 + 9 * plan.onset              # SAMM's frame numbers run into the thousands
-        renamed.append(dataclasses.replace(plan, filename=f"{subject:03d}_{inducement}_{counts[subject, inducement]}",
-                                           onset=plan.onset + shift, apex=plan.apex + shift,
-                                           offset=plan.offset + shift))
+        renamed.append(shifted(plan, f"{subject:03d}_{inducement}_{counts[subject, inducement]}", shift))
 
     def folder(tree: Path, plan: ClipPlan) -> tuple[Path, str]:
         subject = f"{SAMM_FIRST_SUBJECT + plan.subject - 1:03d}"
@@ -157,7 +154,7 @@ def write_samm_sheet(path: Path, plans: list[ClipPlan]) -> None:
     write_xlsx(path, "FACS_Movement_Only", SAMM_COLUMNS,
                [[SAMM_FIRST_SUBJECT + plan.subject - 1, plan.filename, int(plan.filename.split("_")[1]),
                  plan.onset, plan.apex, plan.offset, plan.offset - plan.onset + 1, "Micro - 1/2",
-                 EXPRESSIONS[motion_of(plan.emotion)][0], None, plan.emotion] for plan in plans],
+                 action_units(plan), None, plan.emotion] for plan in plans],
                preamble=SAMM_PREAMBLE)
 
 
@@ -168,6 +165,17 @@ def planned(synth: dict, groups: dict[str, list[str]]) -> list[ClipPlan]:
                                                       "amplitude_px", "noise_sigma", "head_jitter_px")})
     return plan_clips(seed=synth["seed"], subjects=synth["subjects"], clips_per_subject=synth["clips_per_subject"],
                       frames_min=synth["frames_min"], frames_max=synth["frames_max"], emotion_groups=groups)
+
+
+def shifted(plan: ClipPlan, filename: str, shift: int) -> ClipPlan:
+    """The plan renamed, its onset, apex and offset moved by `shift` frames (a layout's frame numbering)."""
+    return dataclasses.replace(plan, filename=filename, onset=plan.onset + shift, apex=plan.apex + shift,
+                               offset=plan.offset + shift)
+
+
+def action_units(plan: ClipPlan) -> str:
+    """The FACS code of the motion the plan's emotion is drawn with, as a sheet's AU column holds it."""
+    return EXPRESSIONS[motion_of(plan.emotion)][0]
 
 
 def write_xlsx(path: Path, title: str, header: list[str], rows: list[list], preamble: list[str] = ()) -> None:

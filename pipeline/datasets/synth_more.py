@@ -10,11 +10,10 @@ SMIC and SAMM): the same subjects and motion, named and numbered as each dataset
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-from pipeline.datasets.synth import EXPRESSIONS, ClipPlan, build_tree, motion_of
-from pipeline.datasets.synth_layouts import planned, write_xlsx
+from pipeline.datasets.synth import ClipPlan, build_tree
+from pipeline.datasets.synth_layouts import action_units, planned, shifted, write_xlsx
 
 CASME3_GROUPS = {"positive": ["happy"], "negative": ["disgust", "fear", "anger", "sad"], "surprise": ["surprise"],
                  "others": ["others"]}
@@ -37,15 +36,6 @@ FOURD_SHEET = "4DME_Labelling_Micro_release v1.xlsx"
 FOURD_COLUMNS = ["sub_ID", "fold_name", "Emotion", "Onset", "Apex", "Offset", "AUs"]
 
 
-def shifted(plan: ClipPlan, filename: str, shift: int) -> ClipPlan:
-    return dataclasses.replace(plan, filename=filename, onset=plan.onset + shift, apex=plan.apex + shift,
-                               offset=plan.offset + shift)
-
-
-def au(plan: ClipPlan) -> str:
-    return EXPRESSIONS[motion_of(plan.emotion)][0]
-
-
 def generate_casme3a(out_dir: Path, **synth) -> None:
     plans = []
     for plan in planned(synth, CASME3_GROUPS):
@@ -54,7 +44,8 @@ def generate_casme3a(out_dir: Path, **synth) -> None:
 
     def sheets(tree: Path, plans: list[ClipPlan]) -> None:
         write_xlsx(tree / CASME3_SHEET, "label", CASME3_COLUMNS,
-                   [[f"spNO.{p.subject}", p.filename, p.onset, p.apex, p.offset, au(p), p.emotion] for p in plans])
+                   [[f"spNO.{p.subject}", p.filename, p.onset, p.apex, p.offset, action_units(p), p.emotion]
+                    for p in plans])
 
     build_tree(out_dir, "CAS(ME)3 Part A", plans, synth,
                frame_dir=lambda tree, p: (tree / "data" / "ME_A" / f"spNO.{p.subject}" / p.filename / "color",
@@ -74,7 +65,8 @@ def generate_mmew(out_dir: Path, **synth) -> None:
 
     def sheets(tree: Path, plans: list[ClipPlan]) -> None:
         write_xlsx(tree / MMEW_SHEET, "Sheet1", MMEW_COLUMNS,
-                   [[p.subject, p.filename, p.onset, p.apex, p.offset, None, au(p), p.emotion] for p in plans])
+                   [[p.subject, p.filename, p.onset, p.apex, p.offset, None, action_units(p), p.emotion]
+                    for p in plans])
 
     build_tree(out_dir, "MMEW", plans, synth,
                frame_dir=lambda tree, p: (tree / "Micro_Expression" / p.emotion / p.filename, f"S{p.subject:02d}"),
@@ -87,7 +79,8 @@ def generate_fourdme(out_dir: Path, **synth) -> None:
 
     def sheets(tree: Path, plans: list[ClipPlan]) -> None:
         write_xlsx(tree / FOURD_SHEET, "Sheet1", FOURD_COLUMNS,
-                   [[f"S{p.subject:02d}", p.filename, p.emotion, p.onset, p.apex, p.offset, au(p)] for p in plans])
+                   [[f"S{p.subject:02d}", p.filename, p.emotion, p.onset, p.apex, p.offset, action_units(p)]
+                    for p in plans])
 
     build_tree(out_dir, "4DME", plans, synth,
                frame_dir=lambda tree, p: (tree / "gray_micro" / f"S{p.subject:02d}" / p.filename, f"S{p.subject:02d}"),
