@@ -43,10 +43,6 @@ METHOD = "rcnn"                                 # recurrent_steps 0 is the paper
 KEY_LENGTH = 10
 # The param sections the ablation table depends on (the `ablations` rule's params).
 PARAM_SECTIONS = ("ablations", "dataset", "mappings", "magnify", "tensors", "train")
-# The code the table depends on (the `ablations` rule's code inputs). The overridden stages depend on their
-# own stage's code only, so editing this module does not retrain the grid.
-CODE = ("pipeline/ablations.py", "pipeline/report.py", "pipeline/artifacts.py", "pipeline/config.py",
-        "pipeline/errors.py")
 
 
 @dataclass(frozen=True)
@@ -279,51 +275,3 @@ def ablations_stage(params: Mapping, folds_csv: str | os.PathLike, out_csv: str 
     with atomic_output(out_html) as tmp:
         tmp.write_text(ablations_page(table, figures))
     print(table[["family", "setting", "accuracy_mean", "accuracy_std", "p_wilcoxon", "seconds"]].to_string())
-
-
-# --- DVC: `merflow stage ablation_* / ablations` (Snakemake runs the same functions from its rules) -----
-
-DVC_STAGES = ("ablation_magnify", "ablation_tensors", "ablation_train", "ablations")
-
-
-def write_benchmark(path: str | os.PathLike, seconds: float) -> None:
-    """A benchmark file as Snakemake's `benchmark:` writes it (the columns the table reads)."""
-    with atomic_output(path) as tmp:
-        pd.DataFrame({"s": [round(seconds, 4)], "h:m:s": [f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:"
-                                                          f"{seconds % 60:06.3f}"]}).to_csv(tmp, sep="\t", index=False)
-
-
-def run_ablation_stage(params: Mapping, stage: str, *, ds: str | None = None, protocol: str | None = None,
-                       fold: int | None = None, key: str | None = None) -> None:
-    """One ablation job, as the ablations.smk rule of the same name runs it, timed into its benchmark file."""
-    import time
-    validate_ablations(params)
-    ds = ds or params["ablations"]["dataset"]
-    protocol = protocol or params["ablations"]["protocol"]
-    if stage == "ablations":
-        ablations_stage({s: params[s] for s in PARAM_SECTIONS}, paths.FOLDS.format(ds=ds, protocol=protocol),
-                        paths.ABLATIONS, paths.ABLATIONS_REPORT, paths.ABLATION_FIGURES)
-        return
-    if key is None:
-        raise MerflowError(f"merflow stage {stage} needs --key")
-    overrides, started = overrides_for_key(params, key), time.perf_counter()
-    kwargs = ablation_stage_params(params, stage.removeprefix("ablation_"), key, ds)
-    if stage == "ablation_magnify":
-        from pipeline.evm import magnify_stage
-        magnify_stage(Path(paths.ALIGNED.format(ds=ds)), Path(paths.ABLATION_MAGNIFIED.format(ds=ds, key=key)),
-                      Path(paths.ABLATION_MAGNIFY_QC.format(ds=ds, key=key)), **kwargs)
-        bench = paths.ABLATION_BENCHMARKS["magnify"].format(ds=ds, key=key)
-    elif stage == "ablation_tensors":
-        from pipeline.jitter import tensors_stage
-        tensors_stage(Path(magnified_path(overrides, ds)), Path(paths.ABLATION_TENSORS.format(ds=ds, key=key)),
-                      **kwargs)
-        bench = paths.ABLATION_BENCHMARKS["tensors"].format(ds=ds, key=key)
-    elif stage == "ablation_train":
-        from pipeline.train import train_fold_stage
-        train_fold_stage(Path(tensors_path(overrides, ds)), Path(paths.FOLDS.format(ds=ds, protocol=protocol)),
-                         int(fold), Path(paths.ABLATION_FOLD_DIR.format(ds=ds, protocol=protocol, key=key, fold=fold)),
-                         **kwargs)
-        bench = paths.ABLATION_BENCHMARKS["train"].format(ds=ds, protocol=protocol, key=key, fold=fold)
-    else:
-        raise ValueError(f"unknown ablation stage '{stage}'")
-    write_benchmark(bench, time.perf_counter() - started)

@@ -27,6 +27,7 @@ import h5py
 from pipeline import __version__, paths
 from pipeline.artifacts import file_sha256, read_provenance
 from pipeline.config import stage_params
+from pipeline.stages import STAGES, output_files, wildcard_values
 
 UP_TO_DATE, STALE, MISSING, NOT_RECORDED = "up to date", "stale", "missing", "not recorded"
 
@@ -109,8 +110,8 @@ def audit_artifact(stage: str, artifact: str | os.PathLike, expected_params: Map
     return result
 
 
-def fold_numbers_now(params: Mapping, ds: str, protocol: str) -> list[int]:
-    """The folds of a dataset and protocol: from its saved folds file, or params' k before there is one."""
+def fold_numbers_now(ds: str, protocol: str) -> list[int]:
+    """The folds of a dataset and protocol: from its saved folds file, or the protocol's k before there is one."""
     folds_csv = Path(paths.FOLDS.format(ds=ds, protocol=protocol))
     if folds_csv.is_file():
         from pipeline.protocols import fold_numbers
@@ -120,39 +121,22 @@ def fold_numbers_now(params: Mapping, ds: str, protocol: str) -> list[int]:
 
 
 def audit_pipeline(params: Mapping) -> list[ArtifactAudit]:
-    """Every artifact of the pipeline params describe, in stage order (upstream before downstream)."""
+    """Every artifact of the pipeline params describe, in the stage table's order (upstream first)."""
     results: list[ArtifactAudit] = []
     stale: set[str] = set()
-
-    def check(stage: str, artifact: str, expected: Mapping[str, Any] | None) -> None:
-        entry = audit_artifact(stage, artifact, expected, stale)
-        if entry.status in (STALE, MISSING):
-            stale.add(os.path.normpath(artifact))
-        results.append(entry)
-
-    names = list(params["datasets"])
-    for layout in sorted({params["dataset"][n]["layout"] for n in names if params["dataset"][n].get("synthetic")}):
-        check(f"synth {layout}", paths.SYNTH_DIR.format(layout=layout), None)
-    for ds in names:
-        check(f"index {ds}", paths.INDEX.format(ds=ds), None)
-        check(f"align {ds}", paths.ALIGNED.format(ds=ds), stage_params(params, "align", ds=ds))
-        check(f"magnify {ds}", paths.MAGNIFIED.format(ds=ds), stage_params(params, "magnify", ds=ds))
-        check(f"tensors {ds}", paths.TENSORS.format(ds=ds), stage_params(params, "tensors", ds=ds))
-        for protocol in params["protocols"]:
-            check(f"folds {ds} {protocol}", paths.FOLDS.format(ds=ds, protocol=protocol), None)
-    for ds in names:
-        for protocol in params["protocols"]:
-            for method in params["methods"]:
-                for fold in fold_numbers_now(params, ds, protocol):
-                    fold_dir = paths.FOLD_DIR.format(ds=ds, protocol=protocol, method=method, fold=fold)
-                    model = f"{fold_dir}/model.pt"
-                    if method in ("rcnn", "cnn"):
-                        expected = {**stage_params(params, "train", method=method), "fold": fold}
-                        check(f"train {ds} {protocol} {method} fold{fold}", model, expected)
-                    else:  # the baselines write no model.pt; their folds record nothing yet
-                        check(f"{method} {ds} {protocol} fold{fold}", f"{fold_dir}/metrics.json", None)
-    check("aggregate", paths.TABLE2, None)
-    check("report", paths.REPORT, None)
+    for stage in STAGES.values():
+        for wildcards in wildcard_values(stage, params, fold_numbers_now):
+            label = " ".join([stage.name, *(f"fold{v}" if w == "fold" else str(v) for w, v in wildcards.items())])
+            artifact = output_files(stage, params, wildcards)[stage.audited]
+            expected = None
+            if stage.records_params():
+                expected = stage_params(params, stage.name, ds=wildcards.get("ds"), method=wildcards.get("method"))
+                if "fold" in wildcards:
+                    expected = {**expected, "fold": wildcards["fold"]}
+            entry = audit_artifact(label, artifact, expected, stale)
+            if entry.status in (STALE, MISSING):
+                stale.add(os.path.normpath(artifact))
+            results.append(entry)
     return results
 
 

@@ -81,7 +81,7 @@ def cmd_check_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_stage(args: argparse.Namespace) -> None:
-    from pipeline.ablations import DVC_STAGES, run_ablation_stage
+    from pipeline.ablation_jobs import DVC_STAGES, run_ablation_stage
     if args.name in DVC_STAGES:         # the ablation grid (pipeline/ablations.py)
         run_ablation_stage(_load(args.params), args.name, ds=args.dataset, protocol=args.protocol, fold=args.fold,
                            key=args.key)
@@ -163,7 +163,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipeline.ablation_jobs import DVC_STAGES
     from pipeline.datasets.layouts import LAYOUTS
+    from pipeline.stages import STAGES
     parser = argparse.ArgumentParser(prog="merflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     params_help = ("params files, later ones overriding earlier ones (default: ./params.yaml, or merflow's own "
@@ -195,9 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check_dataset)
 
     stage = sub.add_parser("stage", help="run one pipeline stage (what each DVC stage runs)")
-    stage.add_argument("name", choices=["synth", "index", "align", "magnify", "tensors", "folds", "train",
-                                        "lbptop", "lbpsip", "tics", "mdmo", "pretrained_cnn", "aggregate", "report",
-                                        "ablation_magnify", "ablation_tensors", "ablation_train", "ablations"])
+    stage.add_argument("name", choices=[*STAGES, *DVC_STAGES])
     stage.add_argument("--dataset", help="dataset name (for synth: the layout)")
     stage.add_argument("--protocol")
     stage.add_argument("--method")

@@ -21,8 +21,6 @@ from pipeline.paths import SYNTH_DIR
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "params.schema.yaml"
 PACKAGED_PARAMS = str(Path(__file__).resolve().parent.parent / "params.yaml")   # the defaults merflow ships
-STAGES = ("synth", "index", "align", "magnify", "tensors", "folds", "train",   # stages that read params
-          "lbptop", "lbpsip", "tics", "mdmo", "pretrained_cnn")
 
 
 def load_params(*paths: str | os.PathLike) -> dict:
@@ -103,4 +101,10 @@ def stage_params(params: Mapping, stage: str, ds: str | None = None, method: str
                 "svm_seed": params["svm"]["seed"]}
     if stage == "pretrained_cnn":
         return {**params[stage], "classes": classes_of(params, ds)}
-    raise ValueError(f"unknown stage '{stage}'; stages are {', '.join(STAGES)}")
+    if stage == "aggregate":
+        from pipeline.baselines import methods_not_run
+        return {"datasets": {name: params["dataset"][name] for name in params["datasets"]},
+                "protocols": list(params["protocols"]), "not_run": methods_not_run(params)}
+    if stage == "report":
+        return {}
+    raise ValueError(f"unknown stage '{stage}'")

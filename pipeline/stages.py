@@ -1,119 +1,321 @@
-"""The stage graph in one table: what each stage reads, writes and depends on.
+"""The stages of the pipeline in one table: what each reads and writes, which function it runs with which
+arguments, which params it depends on, and (computed) which source files.
 
-Snakemake's rules (workflow/rules/*.smk) and DVC's stages (dvc.yaml, written by `merflow dvc-yaml`)
-are both derived from the paths in pipeline/paths.py, the params selected by
-pipeline.config.stage_params and the code lists below; `run_stage` is what `merflow stage` (the
-command every DVC stage runs) executes, calling the same functions as the Snakemake scripts.
+Everything that runs or describes a stage reads `STAGES`:
+
+- the Snakemake rules (workflow/rules/*.smk) are written by hand with the same names, inputs and outputs
+  (tests/test_dvc.py keeps them in step) and all run workflow/scripts/stage.py, which calls
+  `run_snakemake_job`;
+- `merflow stage NAME` (the command every DVC stage runs) calls `run_stage`;
+- `merflow dvc-yaml` (pipeline/dvcgen.py) writes each stage's deps, outs and params from its entry;
+- `merflow audit` (pipeline/audit.py) checks each stage's `audit` output;
+- the ablation grid (pipeline/ablations.py) runs the magnify, tensors and train entries on its own paths.
+
+A stage's function is called as `function(*args, **keywords, **stage_params(...))`: `args` and
+`keywords` name the stage's inputs, outputs and wildcards (`fold_dir` is the folder of a per-fold
+stage's outputs), and pipeline.config.stage_params gives exactly the params the stage reads. Its code
+dependencies are the modules its function's module imports, followed transitively (imports inside
+functions too), plus the data files named in `data`; editing one reruns the stage.
+
+Adding a stage is one entry here, one rule in workflow/rules/ and the function (docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipeline import paths
-from pipeline.baselines import BASELINES, methods_not_run, methods_to_run
-from pipeline.config import STAGES as STAGE_PARAMS
+from pipeline.baselines import BASELINES, HANDCRAFTED, TRAINED, methods_to_run
 from pipeline.config import stage_params
 
-# Every module a stage calls is a dependency of that stage, so editing the code reruns it.
-COMMON_CODE = ["pipeline/artifacts.py", "pipeline/config.py", "pipeline/errors.py", "pipeline/imageio.py"]
-STAGE_CODE = {
-    "synth": ["pipeline/datasets/synth.py", "pipeline/datasets/synth_layouts.py", "pipeline/datasets/synth_more.py",
-              "pipeline/datasets/face_photos.py", "pipeline/faces.py"],
-    "index": ["pipeline/index.py", "pipeline/datasets/common.py", "pipeline/datasets/casme2.py",
-              "pipeline/datasets/casme.py", "pipeline/datasets/smic.py", "pipeline/datasets/samm.py",
-              "pipeline/datasets/casme3.py", "pipeline/datasets/mmew.py", "pipeline/datasets/fourdme.py",
-              "pipeline/datasets/layouts.py", "pipeline/datasets/corrections.csv"],
-    "align": ["pipeline/faces.py", "pipeline/apex.py"],
-    "magnify": ["pipeline/evm.py"],
-    "tensors": ["pipeline/jitter.py"],
-    "folds": ["pipeline/protocols.py"],
-    "train": ["pipeline/train.py", "pipeline/model.py", "pipeline/metrics.py", "pipeline/composite.py"],
-    **{method: ["pipeline/metrics.py", "pipeline/baselines/__init__.py", "pipeline/baselines/clips.py",
-                "pipeline/baselines/classify.py", "pipeline/baselines/stage.py", *modules]
-       for method, modules in {"lbptop": ["pipeline/baselines/lbptop.py"],
-                               "lbpsip": ["pipeline/baselines/lbptop.py", "pipeline/baselines/lbpsip.py"],
-                               "tics": ["pipeline/baselines/lbptop.py", "pipeline/baselines/tics.py"],
-                               "mdmo": ["pipeline/baselines/mdmo.py"],
-                               "pretrained_cnn": ["pipeline/baselines/pretrained.py"]}.items()},
-    "aggregate": ["pipeline/report.py"],
-    "report": ["pipeline/report.py", "pipeline/jitter.py"],
-}
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
-def code_deps(stage: str) -> list[str]:
-    """The source files a stage runs (those that exist in this checkout), relative to the repo root."""
-    return [path for path in COMMON_CODE + STAGE_CODE[stage] if (PACKAGE_ROOT / path).exists()]
+@dataclass(frozen=True)
+class PerDataset:
+    """An input of a stage that gathers every dataset: the template expanded over params' datasets."""
+    template: str
 
 
-def fold_dir(ds: str, protocol: str, method: str, fold: int) -> Path:
-    return Path(paths.FOLD_DIR.format(ds=ds, protocol=protocol, method=method, fold=fold))
+@dataclass(frozen=True)
+class FoldFiles:
+    """An input that gathers every fold's `name` file of the methods that run (per dataset and protocol)."""
+    name: str
+
+
+@dataclass(frozen=True)
+class ParamFile:
+    """An input whose path is a param (dotted key), present only when the param is set."""
+    key: str
+
+
+Input = str | PerDataset | FoldFiles | ParamFile
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    function: str                       # "module:function"
+    inputs: Mapping[str, Input]         # name -> path template ({ds}, {layout}, {protocol}, {method}, {fold}, {root})
+    outputs: Mapping[str, str]
+    args: tuple[str, ...]               # positional arguments, by input, output or wildcard name
+    wildcards: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()        # the params keys it reads, for DVC ({ds}, {mapping}: a dataset's)
+    keywords: Mapping[str, str] = field(default_factory=dict)   # keyword argument -> input/output/wildcard
+    audit: str | None = None            # the output `merflow audit` checks (default: the first)
+    data: tuple[str, ...] = ()          # data files the code reads (a code dependency too)
+
+    @property
+    def audited(self) -> str:
+        return self.audit or next(iter(self.outputs))
+
+    def records_params(self) -> bool:
+        """Whether the audited artifact records the params it was made with (HDF5 stores and model.pt)."""
+        return self.audited in ("h5", "model")
+
+
+def _fold_outputs(method: str, names: Sequence[str]) -> dict[str, str]:
+    return {name.split(".")[0]: f"{paths.FOLD_DIR.replace('{method}', method)}/{name}" for name in names}
+
+
+TRAIN_FILES = ("model.pt", "predictions.csv", "metrics.json", "train_log.csv")
+BASELINE_FILES = ("predictions.csv", "metrics.json")
+FOLD_ARGS = ("folds", "fold", "fold_dir")
+
+STAGES: dict[str, Stage] = {stage.name: stage for stage in [
+    Stage("synth", "pipeline.datasets.synth_layouts:generate_synthetic", {}, {"tree": paths.SYNTH_DIR},
+          ("layout", "tree"), ("layout",), ("synth",)),
+    Stage("index", "pipeline.index:index_stage", {"root": "{root}"},
+          {"index": paths.INDEX, "excluded": paths.EXCLUDED}, ("index", "excluded"), ("ds",),
+          ("dataset.{ds}", "mappings.{mapping}", "index"), data=("pipeline/datasets/corrections.csv",)),
+    Stage("align", "pipeline.faces:align_stage", {"index": paths.INDEX},
+          {"h5": paths.ALIGNED, "qc": paths.ALIGN_QC}, ("index", "h5", "qc"), ("ds",), ("align",)),
+    Stage("magnify", "pipeline.evm:magnify_stage", {"aligned": paths.ALIGNED},
+          {"h5": paths.MAGNIFIED, "qc": paths.MAGNIFY_QC}, ("aligned", "h5", "qc"), ("ds",), ("magnify",)),
+    Stage("tensors", "pipeline.jitter:tensors_stage", {"magnified": paths.MAGNIFIED}, {"h5": paths.TENSORS},
+          ("magnified", "h5"), ("ds",), ("tensors", "mappings.{mapping}.classes")),
+    Stage("folds", "pipeline.protocols:folds_stage", {"index": paths.INDEX}, {"folds": paths.FOLDS},
+          ("index", "folds"), ("ds", "protocol"), ("folds",), keywords={"protocol": "protocol"}),
+    Stage("train", "pipeline.train:train_fold_stage", {"tensors": paths.TENSORS, "folds": paths.FOLDS},
+          _fold_outputs("{method}", TRAIN_FILES), ("tensors", *FOLD_ARGS), ("ds", "protocol", "method", "fold"),
+          ("train",), audit="model"),
+    *(Stage(method, f"pipeline.baselines.stage:{method}_fold_stage", {"aligned": paths.ALIGNED, "folds": paths.FOLDS},
+            _fold_outputs(method, BASELINE_FILES), ("aligned", *FOLD_ARGS), ("ds", "protocol", "fold"),
+            (method, "svm", "mappings.{mapping}.classes"), audit="metrics") for method in HANDCRAFTED),
+    Stage("pretrained_cnn", "pipeline.baselines.pretrained:pretrained_cnn_fold_stage",
+          {"aligned": paths.ALIGNED, "folds": paths.FOLDS, "weights": ParamFile("pretrained_cnn.weights")},
+          _fold_outputs("pretrained_cnn", BASELINE_FILES), ("aligned", *FOLD_ARGS), ("ds", "protocol", "fold"),
+          ("pretrained_cnn", "mappings.{mapping}.classes"), audit="metrics"),
+    Stage("aggregate", "pipeline.report:aggregate_stage", {"metrics": FoldFiles("metrics.json")},
+          {"table": paths.TABLE2, "metrics": paths.METRICS, "folds": paths.FOLD_METRICS}, ("metrics", "table"),
+          params=("datasets", "protocols", "methods", "dataset.{ds}", "pretrained_cnn.weights"),
+          keywords={"metrics_json": "metrics", "folds_csv": "folds"}),
+    Stage("report", "pipeline.report:report_stage",
+          {"table": paths.TABLE2, "metrics": FoldFiles("metrics.json"), "predictions": FoldFiles("predictions.csv"),
+           "align_qc": PerDataset(paths.ALIGN_QC), "magnify_qc": PerDataset(paths.MAGNIFY_QC),
+           "tensors": PerDataset(paths.TENSORS), "index": PerDataset(paths.INDEX)},
+          {"report": paths.REPORT, "figures": paths.FIGURES},
+          ("table", "metrics", "predictions", "align_qc", "magnify_qc", "report"),
+          keywords={"tensors_paths": "tensors", "index_paths": "index", "figures_dir": "figures"}),
+]}
+assert set(BASELINES) <= set(STAGES)
+
+
+# --- resolving a stage's files -------------------------------------------------------------------------
+
+FoldsOf = Callable[[str, str], Sequence[int]]   # (ds, protocol) -> its fold numbers
+
+
+def saved_fold_numbers(ds: str, protocol: str) -> list[int]:
+    """The folds of a dataset and protocol, from its saved folds file."""
+    from pipeline.protocols import fold_numbers
+    return fold_numbers(Path(paths.FOLDS.format(ds=ds, protocol=protocol)))
+
+
+def fold_files(params: Mapping, name: str, folds_of: FoldsOf = saved_fold_numbers) -> list[str]:
+    """Every fold's `name` file (metrics.json, predictions.csv) of the datasets, protocols and methods of
+    params that run (not the pre-trained CNN without weights)."""
+    return [f"{paths.FOLD_DIR}/{name}".format(ds=ds, protocol=protocol, method=method, fold=fold)
+            for ds in params["datasets"] for protocol in params["protocols"] for method in methods_to_run(params)
+            for fold in folds_of(ds, protocol)]
+
+
+def param_value(params: Mapping, dotted: str) -> Any:
+    value: Any = params
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+def template_values(params: Mapping, wildcards: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a template may name: the wildcards, and a dataset's root (unless given)."""
+    values = dict(wildcards)
+    if "ds" in values and "root" not in values:
+        values["root"] = params["dataset"][values["ds"]]["root"]
+    return values
+
+
+def input_files(stage: Stage, params: Mapping, wildcards: Mapping[str, Any],
+                folds_of: FoldsOf = saved_fold_numbers) -> dict[str, str | list[str] | None]:
+    """name -> path (a list of paths for a gathering input; None for an unset ParamFile) of a stage's inputs."""
+    values = template_values(params, wildcards)
+    files: dict[str, str | list[str] | None] = {}
+    for name, value in stage.inputs.items():
+        if isinstance(value, PerDataset):
+            files[name] = [value.template.format(ds=ds) for ds in params["datasets"]]
+        elif isinstance(value, FoldFiles):
+            files[name] = fold_files(params, value.name, folds_of)
+        elif isinstance(value, ParamFile):
+            files[name] = param_value(params, value.key) or None
+        else:
+            files[name] = value.format(**values)
+    return files
+
+
+def output_files(stage: Stage, params: Mapping, wildcards: Mapping[str, Any]) -> dict[str, str]:
+    values = template_values(params, wildcards)
+    return {name: template.format(**values) for name, template in stage.outputs.items()}
+
+
+def stage_files(stage: Stage, params: Mapping, wildcards: Mapping[str, Any],
+                folds_of: FoldsOf = saved_fold_numbers) -> dict[str, Any]:
+    """name -> path (or list of paths) of a stage's inputs and outputs for one set of wildcard values."""
+    return {**input_files(stage, params, wildcards, folds_of), **output_files(stage, params, wildcards)}
+
+
+# --- running a stage -----------------------------------------------------------------------------------
+
+def stage_function(stage: Stage) -> Callable[..., None]:
+    module, name = stage.function.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def call_stage(stage: Stage, files: Mapping[str, Any], wildcards: Mapping[str, Any], kwargs: Mapping[str, Any],
+               runner: Callable[..., None] | None = None) -> None:
+    """Call the stage's function with its files and wildcards as the table says (through `runner`, e.g.
+    pipeline.runner.run_logged with its log file bound, when given)."""
+    values: dict[str, Any] = {name: Path(value) if isinstance(value, str) else value for name, value in files.items()}
+    values.update({name: int(value) if name == "fold" else str(value) for name, value in wildcards.items()})
+    if "metrics" in stage.outputs and "fold" in wildcards:
+        values["fold_dir"] = Path(files["metrics"]).parent
+    args = [values[name] for name in stage.args]
+    keywords = {key: values[name] for key, name in stage.keywords.items()}
+    function = stage_function(stage)
+    if runner is None:
+        function(*args, **keywords, **kwargs)
+    else:
+        runner(function, *args, **keywords, **kwargs)
 
 
 def run_stage(params: Mapping, stage: str, *, ds: str | None = None, protocol: str | None = None,
               method: str | None = None, fold: int | None = None) -> None:
     """Run one stage for one dataset (and protocol, method, fold where they apply), as Snakemake would."""
-    kwargs = stage_params(params, stage, ds=ds, method=method) if stage in STAGE_PARAMS else {}
-    if stage == "synth":
-        from pipeline.datasets.synth_layouts import generate_synthetic
-        generate_synthetic(ds, Path(paths.SYNTH_DIR.format(layout=ds)), **kwargs)
-    elif stage == "index":
-        from pipeline.index import index_stage
-        index_stage(Path(paths.INDEX.format(ds=ds)), Path(paths.EXCLUDED.format(ds=ds)), **kwargs)
-    elif stage == "align":
-        from pipeline.faces import align_stage
-        align_stage(Path(paths.INDEX.format(ds=ds)), Path(paths.ALIGNED.format(ds=ds)),
-                    Path(paths.ALIGN_QC.format(ds=ds)), **kwargs)
-    elif stage == "magnify":
-        from pipeline.evm import magnify_stage
-        magnify_stage(Path(paths.ALIGNED.format(ds=ds)), Path(paths.MAGNIFIED.format(ds=ds)),
-                      Path(paths.MAGNIFY_QC.format(ds=ds)), **kwargs)
-    elif stage == "tensors":
-        from pipeline.jitter import tensors_stage
-        tensors_stage(Path(paths.MAGNIFIED.format(ds=ds)), Path(paths.TENSORS.format(ds=ds)), **kwargs)
-    elif stage == "folds":
-        from pipeline.protocols import folds_stage
-        folds_stage(Path(paths.INDEX.format(ds=ds)), Path(paths.FOLDS.format(ds=ds, protocol=protocol)),
-                    protocol=protocol, **kwargs)
-    elif stage == "train":
-        from pipeline.train import train_fold_stage
-        train_fold_stage(Path(paths.TENSORS.format(ds=ds)), Path(paths.FOLDS.format(ds=ds, protocol=protocol)),
-                         int(fold), fold_dir(ds, protocol, method, fold), **kwargs)
-    elif stage in BASELINES:
-        from pipeline.baselines.stage import fold_stage_function
-        fold_stage_function(stage)(Path(paths.ALIGNED.format(ds=ds)),
-                                   Path(paths.FOLDS.format(ds=ds, protocol=protocol)), int(fold),
-                                   fold_dir(ds, protocol, stage, fold), **kwargs)
-    elif stage == "aggregate":
-        from pipeline.report import aggregate_stage
-        aggregate_stage(all_metrics(params), paths.TABLE2,
-                        datasets={name: params["dataset"][name] for name in params["datasets"]},
-                        protocols=list(params["protocols"]), not_run=methods_not_run(params),
-                        metrics_json=paths.METRICS, folds_csv=paths.FOLD_METRICS)
-    elif stage == "report":
-        from pipeline.report import report_stage
-        metrics = all_metrics(params)
-        report_stage(paths.TABLE2, metrics, [m.replace("metrics.json", "predictions.csv") for m in metrics],
-                     [paths.ALIGN_QC.format(ds=name) for name in params["datasets"]],
-                     [paths.MAGNIFY_QC.format(ds=name) for name in params["datasets"]], paths.REPORT,
-                     tensors_paths=[paths.TENSORS.format(ds=name) for name in params["datasets"]],
-                     index_paths=[paths.INDEX.format(ds=name) for name in params["datasets"]],
-                     figures_dir=paths.FIGURES)
-    else:
-        raise ValueError(f"unknown stage '{stage}'")
+    entry = STAGES[stage]
+    given = {"layout": ds, "ds": ds, "protocol": protocol, "method": method, "fold": fold}
+    missing = [name for name in entry.wildcards if given[name] is None]
+    if missing:
+        from pipeline.errors import ParamsError
+        flags = {"layout": "--dataset", "ds": "--dataset"}
+        raise ParamsError(f"merflow stage {stage} needs {', '.join(flags.get(n, '--' + n) for n in missing)}")
+    wildcards = {name: given[name] for name in entry.wildcards}
+    call_stage(entry, stage_files(entry, params, wildcards), wildcards,
+               stage_params(params, stage, ds=ds, method=method))
 
 
-def all_metrics(params: Mapping) -> list[str]:
-    """Every fold's metrics.json for the datasets, protocols and methods in params (folds from the saved files)."""
-    from pipeline.protocols import fold_numbers
-    files = []
-    for ds in params["datasets"]:
-        for protocol in params["protocols"]:
-            folds_csv = paths.FOLDS.format(ds=ds, protocol=protocol)
-            for method in methods_to_run(params):  # not the pre-trained CNN without weights
-                for fold in fold_numbers(Path(folds_csv)):
-                    files.append(os.fspath(fold_dir(ds, protocol, method, fold) / "metrics.json"))
-    return files
+def base_stage(rule: str) -> Stage:
+    """The table entry a Snakemake rule runs (an ablation_* rule runs its stage on the grid's paths)."""
+    return STAGES[rule.removeprefix("ablation_")]
+
+
+def run_snakemake_job(smk: Any) -> None:
+    """What workflow/scripts/stage.py does: the rule's stage on the rule's named files, logged."""
+    from pipeline.runner import run_logged
+    stage = base_stage(smk.rule)
+    files = {**dict(smk.input.items()), **dict(smk.output.items())}
+    wildcards = {name: value for name, value in smk.wildcards.items() if name in stage.wildcards}
+    call_stage(stage, files, wildcards, smk.params.p, runner=functools.partial(run_logged, smk.log[0]))
+
+
+# --- code dependencies, from the imports ---------------------------------------------------------------
+
+def _module_file(module: str) -> Path | None:
+    path = PACKAGE_ROOT.joinpath(*module.split("."))
+    for candidate in (path / "__init__.py", path.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(file: Path, module: str) -> set[str]:
+    """The pipeline modules a source file imports anywhere (at the top or inside a function)."""
+    package = module if file.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(file.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, *([base] if base else [])])
+            found |= {base, *(f"{base}.{alias.name}" for alias in node.names)}
+    return {name for name in found if name.split(".")[0] == "pipeline"}
+
+
+@functools.cache
+def module_closure(module: str) -> tuple[str, ...]:
+    """The source files of `module` and of every pipeline module it imports, transitively (subpackages'
+    __init__ files included), relative to the repository root."""
+    seen: dict[str, Path] = {}
+    todo = [module]
+    while todo:
+        parts = todo.pop().split(".")
+        for end in range(1, len(parts) + 1):
+            name = ".".join(parts[:end])
+            file = _module_file(name)
+            if file is not None and name not in seen:
+                seen[name] = file
+                todo.extend(_imported_modules(file, name))
+    # pipeline/__init__.py holds only the version, which every artifact records: a new version is no edit.
+    return tuple(sorted(os.fspath(file.relative_to(PACKAGE_ROOT)) for name, file in seen.items() if name != "pipeline"))
+
+
+def code_deps(stage: str | Stage) -> list[str]:
+    """The source and data files a stage runs, relative to the repository root."""
+    entry = STAGES[stage] if isinstance(stage, str) else stage
+    return [*module_closure(entry.function.split(":")[0]),
+            *(path for path in entry.data if (PACKAGE_ROOT / path).exists())]
+
+
+# --- every instance of a stage -------------------------------------------------------------------------
+
+def wildcard_values(stage: Stage, params: Mapping, folds_of: FoldsOf = saved_fold_numbers) -> list[dict[str, Any]]:
+    """Every set of wildcard values the stage runs with under params, in order."""
+    names = list(params["datasets"])
+    if stage.wildcards == ("layout",):
+        return [{"layout": layout} for layout in synthetic_layouts(params)]
+    instances: list[dict[str, Any]] = [{}]
+    for wildcard in stage.wildcards:
+        if wildcard == "ds":
+            instances = [{**i, "ds": ds} for i in instances for ds in names]
+        elif wildcard == "protocol":
+            instances = [{**i, "protocol": p} for i in instances for p in params["protocols"]]
+        elif wildcard == "method":
+            instances = [{**i, "method": m} for i in instances for m in methods_to_run(params) if m in TRAINED]
+        elif wildcard == "fold":
+            instances = [{**i, "fold": f} for i in instances for f in folds_of(i["ds"], i["protocol"])]
+    if "fold" in stage.wildcards and stage.name in BASELINES and stage.name not in methods_to_run(params):
+        return []
+    return instances
+
+
+def synthetic_layouts(params: Mapping) -> list[str]:
+    """The layouts of the synthetic datasets params list (each generated once)."""
+    return sorted({params["dataset"][n]["layout"] for n in params["datasets"] if params["dataset"][n].get("synthetic")})

@@ -136,15 +136,3 @@ def mdmo_fold_stage(aligned_h5: Path, folds_csv: Path, fold: int, out_dir: Path,
     features, clips = clip_features(aligned_h5, feature)
     _classify("mdmo", features, clips, aligned_h5, folds_csv, fold, out_dir, classes, svm_c, svm_seed, params,
               started)
-
-
-def fold_stage_function(method: str) -> Callable[..., None]:
-    """The fold stage of a baseline method (the pre-trained CNN's imports torch, so only when asked)."""
-    if method == "pretrained_cnn":
-        from pipeline.baselines.pretrained import pretrained_cnn_fold_stage
-        return pretrained_cnn_fold_stage
-    stages = {"lbptop": lbptop_fold_stage, "lbpsip": lbpsip_fold_stage, "tics": tics_fold_stage,
-              "mdmo": mdmo_fold_stage}
-    if method not in stages:
-        raise ValueError(f"unknown baseline {method!r}; baselines are {', '.join([*stages, 'pretrained_cnn'])}")
-    return stages[method]

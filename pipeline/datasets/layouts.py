@@ -1,10 +1,11 @@
 """The layouts merflow reads: one entry per dataset as its owners distribute it.
 
-Each entry names the adapter that reads the tree, the synthetic generator that writes one like it,
-the label mapping (a key of `mappings:` in params.yaml) that fits the dataset's own labels, its
-recording frame rate, its variants (the first is the default) and how its sheet codes the apex.
-`merflow check-dataset ROOT --layout L` and `merflow synth --layout L` read this table, so a layout
-added here is known everywhere.
+Each entry names the adapter that reads the tree, the label mapping (a key of `mappings:` in
+params.yaml) that fits the dataset's own labels, its recording frame rate, its variants (the first is
+the default) and how its sheet codes the apex. `merflow check-dataset ROOT --layout L` reads this
+table, so a layout added here is known everywhere; its synthetic generator goes into
+pipeline/datasets/synth_layouts.py (generate_synthetic), so that reading a tree never depends on the
+code that writes one.
 """
 
 from __future__ import annotations
@@ -21,9 +22,6 @@ from pipeline.datasets.fourdme import read_fourdme
 from pipeline.datasets.mmew import read_mmew
 from pipeline.datasets.samm import read_samm
 from pipeline.datasets.smic import read_smic
-from pipeline.datasets.synth import generate_casme2
-from pipeline.datasets.synth_layouts import generate_casme, generate_samm, generate_smic
-from pipeline.datasets.synth_more import generate_casme3a, generate_fourdme, generate_mmew
 from pipeline.errors import ParamsError
 
 # reader(root, emotions, classes, variant) -> (clip records, problems)
@@ -34,7 +32,6 @@ Reader = Callable[[Path, dict[str, str | None], list[str], str | None], tuple[li
 class Layout:
     title: str                   # the dataset's name, for messages and docs
     reader: Reader
-    generator: Callable[..., None]   # (out_dir, **synth params) -> writes a synthetic tree of this layout
     mapping: str                 # default label mapping (key of `mappings:`)
     fps: float                   # recording frame rate of the default variant
     variants: tuple[str, ...] = ("raw",)
@@ -42,13 +39,13 @@ class Layout:
 
 
 LAYOUTS: dict[str, Layout] = {
-    "casme2": Layout("CASME II", read_casme2, generate_casme2, "paper4", 200, ("raw", "cropped")),
-    "casme": Layout("CASME", read_casme, generate_casme, "paper4", 60),
-    "smic": Layout("SMIC", read_smic, generate_smic, "megc3", 100, ("HS", "VIS", "NIR"), apex="none"),
-    "samm": Layout("SAMM", read_samm, generate_samm, "paper4", 200),
-    "casme3a": Layout("CAS(ME)3 Part A", read_casme3a, generate_casme3a, "paper4", 30),
-    "mmew": Layout("MMEW", read_mmew, generate_mmew, "paper4", 90),
-    "4dme": Layout("4DME", read_fourdme, generate_fourdme, "paper4", 60),
+    "casme2": Layout("CASME II", read_casme2, "paper4", 200, ("raw", "cropped")),
+    "casme": Layout("CASME", read_casme, "paper4", 60),
+    "smic": Layout("SMIC", read_smic, "megc3", 100, ("HS", "VIS", "NIR"), apex="none"),
+    "samm": Layout("SAMM", read_samm, "paper4", 200),
+    "casme3a": Layout("CAS(ME)3 Part A", read_casme3a, "paper4", 30),
+    "mmew": Layout("MMEW", read_mmew, "paper4", 90),
+    "4dme": Layout("4DME", read_fourdme, "paper4", 60),
 }
 
 

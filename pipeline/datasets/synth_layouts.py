@@ -60,7 +60,12 @@ SAMM_FIRST_SUBJECT = 6
 def generate_synthetic(layout: str, out_dir: Path, **synth: float | int) -> None:
     """Write a synthetic tree of `layout` at `out_dir`; `synth` is the synth section of params.yaml."""
     from pipeline.datasets.layouts import layout as layout_entry
-    layout_entry(layout, "synth --layout").generator(Path(out_dir), **synth)
+    from pipeline.datasets.synth import generate_casme2
+    from pipeline.datasets.synth_more import generate_casme3a, generate_fourdme, generate_mmew
+    layout_entry(layout, "synth --layout")     # a known layout, or an error naming them
+    generators = {"casme2": generate_casme2, "casme": generate_casme, "smic": generate_smic, "samm": generate_samm,
+                  "casme3a": generate_casme3a, "mmew": generate_mmew, "4dme": generate_fourdme}
+    generators[layout](Path(out_dir), **synth)
 
 
 def generate_casme(out_dir: Path, **synth) -> None:

@@ -30,7 +30,7 @@ rule ablation_magnify:
     message:
         "Ablation {wildcards.key}: magnifying {wildcards.ds} with {params.p}"
     script:
-        "../scripts/magnify.py"
+        "../scripts/stage.py"
 
 
 rule ablation_tensors:
@@ -56,7 +56,7 @@ rule ablation_tensors:
     message:
         "Ablation {wildcards.key}: the jittered tensors of {wildcards.ds}"
     script:
-        "../scripts/tensors.py"
+        "../scripts/stage.py"
 
 
 rule ablation_train:
@@ -87,7 +87,7 @@ rule ablation_train:
     message:
         "Ablation {wildcards.key}: training on {wildcards.ds}, {wildcards.protocol} fold {wildcards.fold}"
     script:
-        "../scripts/train.py"
+        "../scripts/stage.py"
 
 
 rule ablations:
@@ -95,7 +95,7 @@ rule ablations:
         unpack(ablation_grid),
         folds=lambda wildcards: paths.FOLDS.format(ds=config["ablations"]["dataset"],
                                                    protocol=config["ablations"]["protocol"]),
-        code=[str(PACKAGE_ROOT / path) for path in abl.CODE],
+        code=[str(PACKAGE_ROOT / path) for path in module_closure("pipeline.ablations")],
     output:
         table=report(paths.ABLATIONS, caption="../report/ablations.rst", category="Ablations"),
         page=paths.ABLATIONS_REPORT,

@@ -34,4 +34,4 @@ for baseline in BASELINES:
         message:
             f"{baseline} on {{wildcards.ds}}, {{wildcards.protocol}} fold {{wildcards.fold}}"
         script:
-            "../scripts/baselines.py"
+            "../scripts/stage.py"

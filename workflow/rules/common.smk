@@ -3,10 +3,10 @@
 from snakemake.utils import validate
 
 from pipeline import paths
-from pipeline.baselines import BASELINES, TRAINED, methods_not_run, methods_to_run
+from pipeline.baselines import BASELINES, TRAINED
 from pipeline.config import stage_params, validate_params
 from pipeline.protocols import fold_numbers
-from pipeline.stages import PACKAGE_ROOT, code_deps
+from pipeline.stages import PACKAGE_ROOT, code_deps, fold_files, module_closure
 
 
 validate(config, schema="../schemas/params.schema.yaml")
@@ -22,8 +22,8 @@ wildcard_constraints:
 
 
 def code(stage):
-    """The pipeline modules a stage runs, as inputs: editing one reruns the stage (absolute paths, so a
-    run with --directory elsewhere still finds them)."""
+    """The source files a stage runs (pipeline/stages.py), as inputs: editing one reruns the stage (absolute
+    paths, so a run with --directory elsewhere still finds them)."""
     return [str(PACKAGE_ROOT / path) for path in code_deps(stage)]
 
 
@@ -31,21 +31,14 @@ def dataset_root(wildcards):
     return config["dataset"][wildcards.ds]["root"]
 
 
-def fold_dirs(wildcards):
-    """Every fold's result folder; fold numbers come from the saved folds file (checkpoint)."""
-    dirs = []
-    for ds in config["datasets"]:
-        for protocol in config["protocols"]:
-            folds_csv = checkpoints.folds.get(ds=ds, protocol=protocol).output.folds
-            for method in methods_to_run(config):  # not the pre-trained CNN without weights
-                for fold in fold_numbers(folds_csv):
-                    dirs.append(paths.FOLD_DIR.format(ds=ds, protocol=protocol, method=method, fold=fold))
-    return dirs
+def saved_folds(ds, protocol):
+    """The fold numbers of a dataset and protocol, from the saved folds file (checkpoint)."""
+    return fold_numbers(checkpoints.folds.get(ds=ds, protocol=protocol).output.folds)
 
 
 def fold_metrics(wildcards):
-    return [f"{d}/metrics.json" for d in fold_dirs(wildcards)]
+    return fold_files(config, "metrics.json", saved_folds)
 
 
 def fold_predictions(wildcards):
-    return [f"{d}/predictions.csv" for d in fold_dirs(wildcards)]
+    return fold_files(config, "predictions.csv", saved_folds)

@@ -19,7 +19,7 @@ rule synth:
     message:
         "Generating the synthetic {wildcards.layout} dataset from real face photos"
     script:
-        "../scripts/synth.py"
+        "../scripts/stage.py"
 
 
 rule index:
@@ -42,4 +42,4 @@ rule index:
     message:
         "Indexing {wildcards.ds}: coding sheet, frames and labels"
     script:
-        "../scripts/index.py"
+        "../scripts/stage.py"

@@ -21,7 +21,7 @@ rule align:
     message:
         "Aligning the faces of {wildcards.ds} (dlib, 68 landmarks)"
     script:
-        "../scripts/align.py"
+        "../scripts/stage.py"
 
 
 rule magnify:
@@ -44,7 +44,7 @@ rule magnify:
     message:
         "Magnifying the motion of {wildcards.ds} (Eulerian video magnification)"
     script:
-        "../scripts/magnify.py"
+        "../scripts/stage.py"
 
 
 rule tensors:
@@ -66,7 +66,7 @@ rule tensors:
     message:
         "Building the temporally jittered tensors of {wildcards.ds}"
     script:
-        "../scripts/tensors.py"
+        "../scripts/stage.py"
 
 
 checkpoint folds:
@@ -88,4 +88,4 @@ checkpoint folds:
     message:
         "Computing the {wildcards.protocol} folds of {wildcards.ds} (once, shared by every method)"
     script:
-        "../scripts/folds.py"
+        "../scripts/stage.py"

@@ -10,9 +10,7 @@ rule aggregate:
         metrics=paths.METRICS,  # DVC's metrics file (dvc metrics show)
         folds=paths.FOLD_METRICS,  # DVC's plots file (dvc plots show: accuracy per fold)
     params:
-        datasets={ds: config["dataset"][ds] for ds in config["datasets"]},
-        protocols=config["protocols"],
-        not_run=methods_not_run(config),
+        p=stage_params(config, "aggregate"),
     log:
         "logs/aggregate.log",
     conda:
@@ -24,7 +22,7 @@ rule aggregate:
     message:
         "Aggregating the per-fold metrics into {output.table}"
     script:
-        "../scripts/aggregate.py"
+        "../scripts/stage.py"
 
 
 rule report:
@@ -47,6 +45,8 @@ rule report:
             category="{kind}",
             labels={"figure": "{name}"},
         ),
+    params:
+        p=stage_params(config, "report"),
     log:
         "logs/report.log",
     conda:
@@ -58,4 +58,4 @@ rule report:
     message:
         "Writing the HTML report {output.report}"
     script:
-        "../scripts/report.py"
+        "../scripts/stage.py"

@@ -27,4 +27,4 @@ rule train:
     message:
         "Training {wildcards.method} on {wildcards.ds}, {wildcards.protocol} fold {wildcards.fold}"
     script:
-        "../scripts/train.py"
+        "../scripts/stage.py"

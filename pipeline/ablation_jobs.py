@@ -1,0 +1,72 @@
+"""The ablation grid's jobs as `merflow stage ablation_* / ablations` runs them for DVC (Snakemake runs the
+same stage functions from ablations.smk, through workflow/scripts/stage.py).
+
+A job runs the stage table's magnify, tensors or train entry (pipeline/stages.py) on the grid's paths,
+with the params of its setting's key (pipeline/ablations.py), and records its wall time in the benchmark
+file Snakemake's `benchmark:` would write, which the ablation table reads. This module is kept apart
+from pipeline/ablations.py so that the table's code dependencies are the table's own code, not every stage's.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+
+import pandas as pd
+
+from pipeline import ablations, paths
+from pipeline.artifacts import atomic_output
+from pipeline.errors import MerflowError
+from pipeline.stages import STAGES, call_stage
+
+DVC_STAGES = ("ablation_magnify", "ablation_tensors", "ablation_train", "ablations")
+
+
+def write_benchmark(path: str | os.PathLike, seconds: float) -> None:
+    """A benchmark file as Snakemake's `benchmark:` writes it (the columns the table reads)."""
+    with atomic_output(path) as tmp:
+        pd.DataFrame({"s": [round(seconds, 4)], "h:m:s": [f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:"
+                                                          f"{seconds % 60:06.3f}"]}).to_csv(tmp, sep="\t", index=False)
+
+
+def job_files(params: Mapping, stage: str, key: str, ds: str, protocol: str, fold: int | None) -> dict[str, str]:
+    """The named inputs and outputs of one ablation job (the names of the stage table's entry)."""
+    overrides = ablations.overrides_for_key(params, key)
+    if stage == "magnify":
+        return {"aligned": paths.ALIGNED.format(ds=ds), "h5": paths.ABLATION_MAGNIFIED.format(ds=ds, key=key),
+                "qc": paths.ABLATION_MAGNIFY_QC.format(ds=ds, key=key)}
+    if stage == "tensors":
+        return {"magnified": ablations.magnified_path(overrides, ds),
+                "h5": paths.ABLATION_TENSORS.format(ds=ds, key=key)}
+    fold_dir = paths.ABLATION_FOLD_DIR.format(ds=ds, protocol=protocol, key=key, fold=fold)
+    return {"tensors": ablations.tensors_path(overrides, ds), "folds": paths.FOLDS.format(ds=ds, protocol=protocol),
+            **{name.split(".")[0]: f"{fold_dir}/{name}"
+               for name in ("model.pt", "predictions.csv", "metrics.json", "train_log.csv")}}
+
+
+def run_ablation_stage(params: Mapping, stage: str, *, ds: str | None = None, protocol: str | None = None,
+                       fold: int | None = None, key: str | None = None) -> None:
+    """One ablation job, as the ablations.smk rule of the same name runs it, timed into its benchmark file."""
+    ablations.validate_ablations(params)
+    ds = ds or params["ablations"]["dataset"]
+    protocol = protocol or params["ablations"]["protocol"]
+    if stage == "ablations":
+        ablations.ablations_stage({s: params[s] for s in ablations.PARAM_SECTIONS},
+                                  paths.FOLDS.format(ds=ds, protocol=protocol), paths.ABLATIONS,
+                                  paths.ABLATIONS_REPORT, paths.ABLATION_FIGURES)
+        return
+    if stage not in DVC_STAGES:
+        raise ValueError(f"unknown ablation stage '{stage}'")
+    if key is None:
+        raise MerflowError(f"merflow stage {stage} needs --key")
+    if stage == "ablation_train" and fold is None:
+        raise MerflowError("merflow stage ablation_train needs --fold")
+    base = stage.removeprefix("ablation_")
+    started = time.perf_counter()
+    wildcards = {"ds": ds} if base != "train" else {"ds": ds, "protocol": protocol, "fold": fold}
+    call_stage(STAGES[base], job_files(params, base, key, ds, protocol, fold),
+               {w: v for w, v in wildcards.items() if w in STAGES[base].wildcards},
+               ablations.ablation_stage_params(params, base, key, ds))
+    bench = paths.ABLATION_BENCHMARKS[base].format(ds=ds, protocol=protocol, key=key, fold=fold)
+    write_benchmark(bench, time.perf_counter() - started)
