@@ -114,9 +114,9 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in [
           _fold_outputs("pretrained_cnn", BASELINE_FILES), ("aligned", *FOLD_ARGS), ("ds", "protocol", "fold"),
           ("pretrained_cnn", "mappings.{mapping}.classes"), audit="metrics"),
     Stage("aggregate", "pipeline.report:aggregate_stage", {"metrics": FoldFiles("metrics.json")},
-          {"table": paths.TABLE2, "metrics": paths.METRICS, "folds": paths.FOLD_METRICS}, ("metrics", "table"),
-          params=("datasets", "protocols", "methods", "dataset.{ds}", "pretrained_cnn.weights"),
-          keywords={"metrics_json": "metrics", "folds_csv": "folds"}),
+          {"table": paths.TABLE2, "metrics_json": paths.METRICS, "fold_metrics": paths.FOLD_METRICS},
+          ("metrics", "table"), params=("datasets", "protocols", "methods", "dataset.{ds}", "pretrained_cnn.weights"),
+          keywords={"metrics_json": "metrics_json", "folds_csv": "fold_metrics"}),
     Stage("report", "pipeline.report:report_stage",
           {"table": paths.TABLE2, "metrics": FoldFiles("metrics.json"), "predictions": FoldFiles("predictions.csv"),
            "align_qc": PerDataset(paths.ALIGN_QC), "magnify_qc": PerDataset(paths.MAGNIFY_QC),
@@ -126,6 +126,7 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in [
           keywords={"tensors_paths": "tensors", "index_paths": "index", "figures_dir": "figures"}),
 ]}
 assert set(BASELINES) <= set(STAGES)
+assert all(not set(s.inputs) & set(s.outputs) for s in STAGES.values()), "input and output names must differ"
 
 
 # --- resolving a stage's files -------------------------------------------------------------------------

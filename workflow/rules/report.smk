@@ -7,8 +7,8 @@ rule aggregate:
         code=code("aggregate"),
     output:
         table=report(paths.TABLE2, caption="../report/table2.rst", category="Table 2"),
-        metrics=paths.METRICS,  # DVC's metrics file (dvc metrics show)
-        folds=paths.FOLD_METRICS,  # DVC's plots file (dvc plots show: accuracy per fold)
+        metrics_json=paths.METRICS,  # DVC's metrics file (dvc metrics show)
+        fold_metrics=paths.FOLD_METRICS,  # DVC's plots file (dvc plots show: accuracy per fold)
     params:
         p=stage_params(config, "aggregate"),
     log:
