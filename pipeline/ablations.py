@@ -262,8 +262,9 @@ def ablations_stage(params: Mapping, folds_csv: str | os.PathLike, out_csv: str 
                     out_html: str | os.PathLike, figures_dir: str | os.PathLike) -> None:
     """results/ablations.csv, results/ablations.html and one PNG per family in figures_dir."""
     from pipeline.artifacts import atomic_directory
+    from pipeline.figures import ablation_figure, png_bytes
     from pipeline.protocols import fold_numbers
-    from pipeline.report import ablation_figure, ablations_page, png_bytes
+    from pipeline.report import ablations_page
     table = ablations_table(params, fold_numbers(Path(folds_csv)))
     figures = {family: png_bytes(ablation_figure(table[table["family"] == family]))
                for family in dict.fromkeys(table["family"])}

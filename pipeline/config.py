@@ -88,8 +88,10 @@ def stage_params(params: Mapping, stage: str, ds: str | None = None, method: str
                 "registered": bool(entry.get("registered", False)),
                 "corrections": [{k: v for k, v in row.items() if k != "dataset"}
                                 for row in params["index"].get("corrections", []) if row["dataset"] == ds]}
-    if stage in ("align", "magnify"):
+    if stage == "align":
         return dict(params[stage])
+    if stage == "magnify":
+        return {**params["magnify"], "eye_y": params["align"]["eye_y"]}
     if stage == "tensors":
         return {**params["tensors"], "classes": classes_of(params, ds)}
     if stage == "folds":

@@ -75,7 +75,6 @@ YIQ_TO_RGB = np.linalg.inv(RGB_TO_YIQ)
 # is MATLAB's divided by 2^(l-1), which the linear filtering and reconstruction undo exactly.
 BINOMIAL_TAPS = 5
 
-EYES_ROW_FRACTION = 0.36       # aligned faces: eye centres' row (params.yaml align.eye_y)
 MOUTH_ROW_FRACTION = 0.75      # aligned faces: mouth row, for the QC time slices
 CHUNK_FRAMES = 16              # frames analysed / synthesised per step (memory: this many frames)
 QC_MIN_HEIGHT_PX = 256         # QC images are enlarged (nearest neighbour) to about this height
@@ -320,18 +319,20 @@ def rate_at_fps(rate: float, fps: float, reference_fps: float) -> float:
 
 def magnify_stage(aligned_h5: Path, out_h5: Path, qc_dir: Path, *, enabled: bool, alpha: float,
                   lambda_c: float, r1: float, r2: float, reference_fps: float, chrom_attenuation: float,
-                  exaggeration: float) -> None:
+                  exaggeration: float, eye_y: float, device: str = "cpu") -> None:
     """aligned.h5 -> magnified.h5 (same clip-store layout and clip attrs) + one QC strip per clip.
 
     r1 and r2 hold at `reference_fps`; each clip is filtered with the rates for its own `fps` attr
-    (`rate_at_fps`), so the pass band in Hz is the same for every dataset. With enabled False the
-    frames are copied unchanged (the no-EVM ablation); the params are recorded either way, so the two
-    artifacts differ in provenance."""
+    (`rate_at_fps`), so the pass band in Hz is the same for every dataset. `device` "cpu" runs the
+    NumPy/OpenCV path, any other torch device ("cuda", "cuda:1") the torch path (`magnify`). `eye_y`
+    is the align stage's eye row (a fraction of the aligned height), where the QC strip's eyes slice
+    is taken. With enabled False the frames are copied unchanged (the no-EVM ablation); the params are
+    recorded either way, so the two artifacts differ in provenance."""
     params = {"enabled": enabled, "alpha": alpha, "lambda_c": lambda_c, "r1": r1, "r2": r2,
               "reference_fps": reference_fps, "chrom_attenuation": chrom_attenuation,
-              "exaggeration": exaggeration}
+              "exaggeration": exaggeration, "eye_y": eye_y, "device": device}
     evm_params = {"alpha": alpha, "lambda_c": lambda_c, "chrom_attenuation": chrom_attenuation,
-                  "exaggeration": exaggeration}
+                  "exaggeration": exaggeration, "device": None if device == "cpu" else device}
     n_clips = len(clip_ids(aligned_h5))
     with atomic_output(out_h5) as tmp_h5, atomic_directory(qc_dir) as tmp_qc:
         with open_h5_for_write(tmp_h5) as h5:
@@ -349,7 +350,7 @@ def magnify_stage(aligned_h5: Path, out_h5: Path, qc_dir: Path, *, enabled: bool
                 except ValueError as error:
                     raise BadInputError(clip_id, aligned_h5, str(error)) from error
                 write_clip(h5, clip_id, magnified, attrs)
-                write_rgb(tmp_qc / f"{clip_id}.png", qc_strip(frames, magnified, apex))
+                write_rgb(tmp_qc / f"{clip_id}.png", qc_strip(frames, magnified, apex, eye_y=eye_y))
 
 
 def apex_index(clip_id: str, path: os.PathLike, frames: np.ndarray, attrs: dict) -> int:
@@ -374,14 +375,15 @@ def clip_fps(clip_id: str, path: os.PathLike, attrs: dict) -> float:
     return fps
 
 
-def qc_strip(original: np.ndarray, magnified: np.ndarray, apex: int) -> np.ndarray:
+def qc_strip(original: np.ndarray, magnified: np.ndarray, apex: int, *, eye_y: float) -> np.ndarray:
     """What EVM did to one clip, as one RGB image. Columns: before | after | difference (4x, mid-grey =
     none). Top row: the apex frame (eyes and mouth rows ticked at the sides); below: the x-t slices
-    through the eyes row and the mouth row (time runs down, the apex ticked at the left). Everything
-    is enlarged with nearest-neighbour so single pixels stay visible."""
+    through the eyes row (`eye_y` of the height, the align stage's) and the mouth row (time runs down,
+    the apex ticked at the left). Everything is enlarged with nearest-neighbour so single pixels stay
+    visible."""
     height = original.shape[1]
     scale = max(1, round(QC_MIN_HEIGHT_PX / height))
-    rows = {"eyes": min(height - 1, round(EYES_ROW_FRACTION * height)),
+    rows = {"eyes": min(height - 1, round(eye_y * height)),
             "mouth": min(height - 1, round(MOUTH_ROW_FRACTION * height))}
     colour = {"eyes": (0, 255, 255), "mouth": (255, 0, 255)}
     difference = np.clip(128 + 4 * (magnified.astype(np.int16) - original), 0, 255).astype(np.uint8)

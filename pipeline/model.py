@@ -108,7 +108,3 @@ class RCNN(nn.Module):
         x = self.body(x)
         x = x.mean(dim=(2, 3))          # Pool5: global average pool over pixels and frames
         return self.classifier(x)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

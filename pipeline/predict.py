@@ -118,17 +118,26 @@ def preprocessing_params(checkpoint: Mapping, model_pt: str | os.PathLike) -> di
 
 
 def params_from_files(params: Mapping) -> dict[str, dict]:
-    """The align, magnify and tensors sections of loaded params files, as the stages record them."""
-    return {stage: dict(params[stage]) for stage in PREPROCESSING_STAGES}
+    """The align, magnify and tensors sections of loaded params files, as the stages record them (the
+    magnify stage also records align.eye_y, its QC strip's eye row)."""
+    from pipeline.config import stage_params
+    return {stage: stage_params(params, stage) if stage == "magnify" else dict(params[stage])
+            for stage in PREPROCESSING_STAGES}
+
+
+# Recorded magnify params that do not change a clip's tensors: eye_y (the QC strip's eye row) and device
+# (the NumPy and torch paths agree within 1 grey level; predict runs the NumPy path).
+NOT_PREPROCESSING = {"magnify": {"eye_y", "device"}}
 
 
 def params_differences(recorded: Mapping[str, Mapping], wanted: Mapping[str, Mapping]) -> list[str]:
     """'stage.key: model X, params Y' for every preprocessing param that differs (classes aside: the
-    tensors stage records the mapping's classes, which the model's own class list covers)."""
+    tensors stage records the mapping's classes, which the model's own class list covers; nor the
+    NOT_PREPROCESSING keys)."""
     lines = []
     for stage in PREPROCESSING_STAGES:
         mine, theirs = recorded.get(stage, {}), wanted.get(stage, {})
-        for key in sorted((set(mine) | set(theirs)) - {"classes"}):
+        for key in sorted((set(mine) | set(theirs)) - {"classes"} - NOT_PREPROCESSING.get(stage, set())):
             if mine.get(key, "(not set)") != theirs.get(key, "(not set)"):
                 lines.append(f"{stage}.{key}: model {json.dumps(mine.get(key))}, params {json.dumps(theirs.get(key))}")
     return lines
@@ -161,8 +170,10 @@ def build_model(checkpoint: Mapping) -> torch.nn.Module:
 
 def magnify_kwargs(magnify_params: Mapping[str, Any], fps: float | None) -> dict[str, Any]:
     """pipeline.evm.magnify's keyword arguments for a clip at `fps`: r1 and r2 converted from the
-    params' reference_fps as the magnify stage does (params without one filter per frame)."""
-    kwargs = {k: v for k, v in magnify_params.items() if k not in ("enabled", "reference_fps")}
+    params' reference_fps as the magnify stage does (params without one filter per frame). EVM runs on
+    the NumPy path whatever device the model's training clips were magnified on."""
+    skipped = ("enabled", "reference_fps", "eye_y", "device")
+    kwargs = {k: v for k, v in magnify_params.items() if k not in skipped}
     if "reference_fps" in magnify_params and fps is not None:
         from pipeline.evm import rate_at_fps
         for rate in ("r1", "r2"):

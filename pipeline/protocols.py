@@ -34,7 +34,6 @@ def kfold_k(protocol: str) -> int | None:
 def check_protocol(protocol: str) -> None:
     if kfold_k(protocol) is None and protocol not in SUBJECT_PROTOCOLS:
         raise ParamsError(f"unknown protocol {protocol!r}; valid: {PROTOCOL_NAMES}")
-FOLD_COLUMNS = ["clip_id", "subject", "label", "fold"]
 
 
 def kfold_folds(index: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:

@@ -45,7 +45,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import h5py
@@ -382,6 +382,165 @@ def resume_from_checkpoint(path: Path, key: str, model: RCNN, optimizer: torch.o
 
 # --- the stage --------------------------------------------------------------------------------------
 
+def check_train_params(method: str, lr: float, lr_decay: float, min_lr: float, max_epochs: int) -> list[float]:
+    """The learning rate of every epoch, after checking the method and that there is an epoch to run."""
+    if method not in METHODS:
+        raise MerflowError(f"train: unknown method {method!r}, expected one of {METHODS}")
+    rates = lr_schedule(lr, lr_decay, min_lr, max_epochs)
+    if not rates:
+        raise MerflowError(f"train: lr {lr} is below min_lr {min_lr} (or max_epochs is 0): no epoch to run")
+    return rates
+
+
+def set_up_torch(device: str, precision: str, threads: int, deterministic: bool,
+                 seed: int) -> tuple[torch.device, np.random.Generator]:
+    """The torch device, with torch's threads, determinism and seed set; the NumPy generator that
+    shuffles the batches."""
+    torch_device = resolve_device(device)
+    check_precision(torch_device, precision)
+    torch.set_num_threads(threads)
+    set_determinism(deterministic)
+    torch.manual_seed(seed)
+    return torch_device, np.random.default_rng(seed)
+
+
+@dataclass(frozen=True)
+class FoldData:
+    """The clips of a tensors store and the rows of /x that train and test one fold."""
+    clips: pd.DataFrame              # `read_clip_table`
+    classes: list[str]
+    train_rows: np.ndarray
+    test_rows: np.ndarray
+    n_variants: int
+    pixels: int
+    frames: int
+
+
+def read_fold(h5: h5py.File, tensors_h5: Path, folds: pd.DataFrame, fold: int) -> FoldData:
+    """The clips of the open store `h5` (tensors_h5, named in errors), checked, split by `fold`."""
+    clips = read_clip_table(h5)
+    classes = list(json.loads(h5.attrs["classes"]))
+    x = h5["x"]
+    if x.ndim != 5 or x.shape[2] != 3 or x.dtype != np.uint8 or x.shape[0] != len(clips):
+        raise MerflowError(f"{tensors_h5}: /x must be uint8 (clips, variants, 3, pixels, frames) with "
+                           f"one row per clip id, got {x.dtype} {x.shape} for {len(clips)} clip ids")
+    named = [classes[i] for i in clips["label_index"]]
+    if named != clips["label"].tolist():
+        raise MerflowError(f"{tensors_h5}: /label_index does not match /label under classes {classes}")
+    train_rows, test_rows = split_fold(clips, folds, fold)
+    return FoldData(clips, classes, train_rows, test_rows, n_variants=x.shape[1], pixels=x.shape[3],
+                    frames=x.shape[4])
+
+
+def build_model(config: RCNNConfig, mean: list[float], std: list[float], device: torch.device, *, lr: float,
+                momentum: float, weight_decay: float,
+                compile: bool) -> tuple[RCNN, torch.nn.Module, torch.optim.Optimizer]:
+    """The network with the training clips' input normalisation, on `device`; the module to run
+    forward (torch.compile'd when asked, sharing the parameters); its SGD optimizer."""
+    model = RCNN(config)
+    model.set_input_normalisation(mean, std)
+    model = model.to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    # The compiled module shares the parameters; `model` stays the plain one that is saved.
+    forward_model = torch.compile(model) if compile else model
+    return model, forward_model, optimizer
+
+
+@dataclass(frozen=True)
+class Fit:
+    """What training a fold did: the epoch log, the epochs restored from a checkpoint, and the time
+    and samples of training (the resumed epochs' included)."""
+    log: list[dict]
+    resumed_after_epoch: int
+    train_seconds: float
+    train_samples: int
+
+
+def fit_or_resume(model: RCNN, forward_model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                  x: h5py.Dataset, data: FoldData, rates: list[float], rng: np.random.Generator, *,
+                  batch_size: int, device: torch.device, precision: str, checkpoint_path: Path, key: str,
+                  name: str) -> Fit:
+    """Train one epoch per rate on the fold's training clips, after the epochs a checkpoint made from
+    `key` already holds; the checkpoint is rewritten after every epoch."""
+    clips_per_buffer = max(1, SHUFFLE_BUFFER_BYTES // (x.dtype.itemsize * math.prod(x.shape[1:])))
+    n_batches = math.ceil(len(data.train_rows) * data.n_variants / batch_size)
+    labels = data.clips["label_index"].to_numpy()
+    epochs_done, log, train_seconds, train_samples = resume_from_checkpoint(checkpoint_path, key, model,
+                                                                            optimizer, rng)
+    for epoch, epoch_lr in enumerate(rates, start=1):
+        if epoch <= epochs_done:
+            continue
+        epoch_started = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = epoch_lr
+        batches = shuffled_batches(x, data.train_rows, labels, batch_size, rng, clips_per_buffer)
+        loss, train_accuracy, seen = train_one_epoch(forward_model, optimizer, batches, n_batches, device,
+                                                     f"{name} epoch {epoch}/{len(rates)}", precision)
+        seconds = time.perf_counter() - epoch_started
+        train_seconds += seconds
+        train_samples += seen
+        log.append({"epoch": epoch, "lr": epoch_lr, "loss": loss, "train_accuracy": train_accuracy,
+                    "seconds": round(seconds, 3)})
+        save_epoch_checkpoint(checkpoint_path, key, epoch, model, optimizer, rng, log, train_seconds,
+                              train_samples)
+    return Fit(log, epochs_done, train_seconds, train_samples)
+
+
+def fold_metrics(data: FoldData, probabilities: np.ndarray, fit: Fit, *, epochs: int, seconds: float,
+                 device: torch.device, precision: str, method: str, fold: int) -> dict:
+    """metrics.json: the test fold's scores, what was trained on, and how long it took."""
+    n_classes = len(data.classes)
+    y_true, y_pred = data.clips["label_index"].to_numpy()[data.test_rows], probabilities.argmax(axis=1)
+    scores = {
+        "accuracy": metrics.accuracy(y_true, y_pred),
+        "uf1": metrics.uf1(y_true, y_pred, n_classes),
+        "uar": metrics.uar(y_true, y_pred, n_classes),
+        "confusion": metrics.confusion(y_true, y_pred, n_classes).tolist(),
+        "classes": data.classes,
+        "n_test": len(data.test_rows),
+        "n_train_clips": len(data.train_rows),
+        "n_train_samples": len(data.train_rows) * data.n_variants,
+        "epochs": epochs,
+        "seconds": seconds,
+        "train_seconds": round(fit.train_seconds, 3),
+        "samples_per_second": round(fit.train_samples / fit.train_seconds, 2),
+        "device": str(device),
+        "precision": precision,
+        "method": method,
+        "fold": fold,
+        "resumed_after_epoch": fit.resumed_after_epoch,
+    }
+    if "source" in data.clips:          # a composite: MEGC scores each source dataset apart too
+        scores["by_source"] = confusion_by_source(data.clips["source"].to_numpy()[data.test_rows], y_true, y_pred,
+                                                  n_classes)
+    return scores
+
+
+def write_fold_outputs(out_dir: Path, model: RCNN, mean: list[float], std: list[float], params: dict,
+                       inputs: dict[str, Path], predictions: pd.DataFrame, log: list[dict], scores: dict) -> None:
+    """model.pt, predictions.csv, train_log.csv and metrics.json, each atomically; then the epoch
+    checkpoint is removed (model.pt is the fold's result)."""
+    checkpoint = {
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": asdict(model.config),
+        "classes": scores["classes"],
+        "normalisation": {"mean": mean, "std": std, "units": "pixel value / 255, per RGB channel"},
+        "params": params,
+        "provenance": provenance("train", params, inputs),
+    }
+    # Saved through a handle: given a path, torch names the archive's records after the (random)
+    # temporary file, and model.pt would differ byte for byte between identical runs.
+    with atomic_output(out_dir / "model.pt") as tmp, open(tmp, "wb") as handle:
+        torch.save(checkpoint, handle)
+    with atomic_output(out_dir / "predictions.csv") as tmp:
+        predictions.to_csv(tmp, index=False, float_format="%.6f")
+    with atomic_output(out_dir / "train_log.csv") as tmp:
+        pd.DataFrame(log).to_csv(tmp, index=False)
+    with atomic_output(out_dir / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(scores, indent=2) + "\n")
+    (out_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
+
+
 def train_fold_stage(tensors_h5: Path, folds_csv: Path, fold: int, out_dir: Path, *, method: str,
                      maps: int, recurrent_steps: int, batch_size: int, lr: float, lr_decay: float,
                      min_lr: float, max_epochs: int, momentum: float, weight_decay: float, seed: int,
@@ -400,111 +559,25 @@ def train_fold_stage(tensors_h5: Path, folds_csv: Path, fold: int, out_dir: Path
               "max_epochs": max_epochs, "momentum": momentum, "weight_decay": weight_decay,
               "seed": seed, "device": device, "threads": threads, "precision": precision, "compile": compile,
               "deterministic": deterministic}
-    if method not in METHODS:
-        raise MerflowError(f"train: unknown method {method!r}, expected one of {METHODS}")
-    rates = lr_schedule(lr, lr_decay, min_lr, max_epochs)
-    if not rates:
-        raise MerflowError(f"train: lr {lr} is below min_lr {min_lr} (or max_epochs is 0): no epoch to run")
-    torch_device = resolve_device(device)
-    check_precision(torch_device, precision)
-    torch.set_num_threads(threads)
-    set_determinism(deterministic)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    rates = check_train_params(method, lr, lr_decay, min_lr, max_epochs)
+    torch_device, rng = set_up_torch(device, precision, threads, deterministic, seed)
     out_dir = Path(out_dir)
     folds = pd.read_csv(folds_csv, dtype={"clip_id": str, "subject": str, "label": str})
 
     with h5py.File(tensors_h5, "r") as h5:
-        clips = read_clip_table(h5)
-        classes = list(json.loads(h5.attrs["classes"]))
-        x = h5["x"]
-        if x.ndim != 5 or x.shape[2] != 3 or x.dtype != np.uint8 or x.shape[0] != len(clips):
-            raise MerflowError(f"{tensors_h5}: /x must be uint8 (clips, variants, 3, pixels, frames) with "
-                               f"one row per clip id, got {x.dtype} {x.shape} for {len(clips)} clip ids")
-        named = [classes[i] for i in clips["label_index"]]
-        if named != clips["label"].tolist():
-            raise MerflowError(f"{tensors_h5}: /label_index does not match /label under classes {classes}")
-        n_variants, pixels, frames = x.shape[1], x.shape[3], x.shape[4]
-        train_rows, test_rows = split_fold(clips, folds, fold)
-        labels = clips["label_index"].to_numpy()
-
-        mean, std = mean_std_from_histograms(channel_histograms(x, train_rows))
+        data, x = read_fold(h5, tensors_h5, folds, fold), h5["x"]
+        mean, std = mean_std_from_histograms(channel_histograms(x, data.train_rows))
         config = RCNNConfig(maps=maps, recurrent_steps=recurrent_steps if method == "rcnn" else 0,
-                            n_classes=len(classes), pixels=pixels, frames=frames)
-        model = RCNN(config)
-        model.set_input_normalisation(mean, std)
-        model = model.to(torch_device, memory_format=torch.channels_last)
-        optimizer = torch.optim.SGD(model.parameters(), lr=rates[0], momentum=momentum,
-                                    weight_decay=weight_decay)
-        # The compiled module shares the parameters; `model` stays the plain one that is saved.
-        forward_model = torch.compile(model) if compile else model
+                            n_classes=len(data.classes), pixels=data.pixels, frames=data.frames)
+        model, forward_model, optimizer = build_model(config, mean, std, torch_device, lr=rates[0],
+                                                      momentum=momentum, weight_decay=weight_decay, compile=compile)
+        fit = fit_or_resume(model, forward_model, optimizer, x, data, rates, rng, batch_size=batch_size,
+                            device=torch_device, precision=precision, checkpoint_path=out_dir / CHECKPOINT_NAME,
+                            key=resume_key(params, tensors_h5, folds_csv), name=f"{method} fold {fold}")
+        probabilities = predict_clips(forward_model, x, data.test_rows, batch_size, torch_device, precision)
 
-        clips_per_buffer = max(1, SHUFFLE_BUFFER_BYTES // (x.dtype.itemsize * math.prod(x.shape[1:])))
-        n_batches = math.ceil(len(train_rows) * n_variants / batch_size)
-        checkpoint_path, key = out_dir / CHECKPOINT_NAME, resume_key(params, tensors_h5, folds_csv)
-        epochs_done, log, train_seconds, train_samples = resume_from_checkpoint(checkpoint_path, key, model,
-                                                                                optimizer, rng)
-        for epoch, epoch_lr in enumerate(rates, start=1):
-            if epoch <= epochs_done:
-                continue
-            epoch_started = time.perf_counter()
-            for group in optimizer.param_groups:
-                group["lr"] = epoch_lr
-            batches = shuffled_batches(x, train_rows, labels, batch_size, rng, clips_per_buffer)
-            loss, train_accuracy, seen = train_one_epoch(
-                forward_model, optimizer, batches, n_batches, torch_device,
-                f"{method} fold {fold} epoch {epoch}/{len(rates)}", precision)
-            seconds = time.perf_counter() - epoch_started
-            train_seconds += seconds
-            train_samples += seen
-            log.append({"epoch": epoch, "lr": epoch_lr, "loss": loss, "train_accuracy": train_accuracy,
-                        "seconds": round(seconds, 3)})
-            save_epoch_checkpoint(checkpoint_path, key, epoch, model, optimizer, rng, log, train_seconds,
-                                  train_samples)
-
-        probabilities = predict_clips(forward_model, x, test_rows, batch_size, torch_device, precision)
-
-    predictions = predictions_table(clips.iloc[test_rows], probabilities, classes)
-    y_true, y_pred = clips["label_index"].to_numpy()[test_rows], probabilities.argmax(axis=1)
-    scores = {
-        "accuracy": metrics.accuracy(y_true, y_pred),
-        "uf1": metrics.uf1(y_true, y_pred, len(classes)),
-        "uar": metrics.uar(y_true, y_pred, len(classes)),
-        "confusion": metrics.confusion(y_true, y_pred, len(classes)).tolist(),
-        "classes": classes,
-        "n_test": len(test_rows),
-        "n_train_clips": len(train_rows),
-        "n_train_samples": len(train_rows) * n_variants,
-        "epochs": len(rates),
-        "seconds": round(time.perf_counter() - started, 3),
-        "train_seconds": round(train_seconds, 3),
-        "samples_per_second": round(train_samples / train_seconds, 2),
-        "device": str(torch_device),
-        "precision": precision,
-        "method": method,
-        "fold": fold,
-        "resumed_after_epoch": epochs_done,
-    }
-    if "source" in clips:               # a composite: MEGC scores each source dataset apart too
-        scores["by_source"] = confusion_by_source(clips["source"].to_numpy()[test_rows], y_true, y_pred,
-                                                  len(classes))
-    checkpoint = {
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "config": asdict(config),
-        "classes": classes,
-        "normalisation": {"mean": mean, "std": std, "units": "pixel value / 255, per RGB channel"},
-        "params": params,
-        "provenance": provenance("train", params, {"tensors": tensors_h5, "folds": folds_csv}),
-    }
-
-    # Saved through a handle: given a path, torch names the archive's records after the (random)
-    # temporary file, and model.pt would differ byte for byte between identical runs.
-    with atomic_output(out_dir / "model.pt") as tmp, open(tmp, "wb") as handle:
-        torch.save(checkpoint, handle)
-    with atomic_output(out_dir / "predictions.csv") as tmp:
-        predictions.to_csv(tmp, index=False, float_format="%.6f")
-    with atomic_output(out_dir / "train_log.csv") as tmp:
-        pd.DataFrame(log).to_csv(tmp, index=False)
-    with atomic_output(out_dir / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(scores, indent=2) + "\n")
-    checkpoint_path.unlink(missing_ok=True)    # the fold is done: model.pt is its result
+    predictions = predictions_table(data.clips.iloc[data.test_rows], probabilities, data.classes)
+    scores = fold_metrics(data, probabilities, fit, epochs=len(rates), seconds=round(time.perf_counter() - started, 3),
+                          device=torch_device, precision=precision, method=method, fold=fold)
+    write_fold_outputs(out_dir, model, mean, std, params, {"tensors": tensors_h5, "folds": folds_csv}, predictions,
+                       fit.log, scores)

@@ -44,7 +44,7 @@ def test_overlays_merge_key_by_key(tmp_path):
 
 
 def test_stage_params_name_exactly_what_a_stage_reads():
-    assert stage_params(DEFAULTS, "magnify") == DEFAULTS["magnify"]
+    assert stage_params(DEFAULTS, "magnify") == {**DEFAULTS["magnify"], "eye_y": DEFAULTS["align"]["eye_y"]}
     assert stage_params(DEFAULTS, "tensors", ds="casme2")["classes"] == ["positive", "negative", "surprise", "others"]
     index = stage_params(DEFAULTS, "index", ds="casme2")
     assert index["emotions"]["repression"] == "others" and index["fps"] == 200

@@ -354,8 +354,8 @@ def face_like_clip(n_frames=24, seed=0):
     return random_clip(np.random.default_rng(seed), n_frames, 64, 48, smooth=True)
 
 
-def stage_params(enabled=True):
-    return dict(enabled=enabled, reference_fps=200, **MIT)
+def stage_params(enabled=True, device="cpu"):
+    return dict(enabled=enabled, reference_fps=200, eye_y=0.34, device=device, **MIT)
 
 
 def test_stage_writes_layout_provenance_and_qc(tmp_path):
@@ -384,7 +384,7 @@ def test_stage_writes_layout_provenance_and_qc(tmp_path):
         assert np.array_equal(difference[::scale, ::scale], np.clip(128 + 4 * change, 0, 255))
         assert np.abs(change).max() > 0
         eyes_before = strip[caption + 64 * scale + gap + caption:][: len(frames) * scale, : 48 * scale]
-        assert np.array_equal(eyes_before[::scale, ::scale], frames[:, round(0.36 * 64)])   # x-t slices
+        assert np.array_equal(eyes_before[::scale, ::scale], frames[:, round(0.34 * 64)])   # x-t slices at eye_y
         slice_height = caption + len(frames) * scale
         mouth = strip[caption + 64 * scale + 2 * gap + slice_height + caption:][: len(frames) * scale]
         mouth_before, mouth_after = (mouth[:, i * (48 * scale + gap):][:, : 48 * scale] for i in range(2))

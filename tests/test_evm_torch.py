@@ -11,9 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_evm import MIT, random_clip
+from test_evm import CLIP_ATTRS, MIT, face_like_clip, random_clip, stage_params, write_aligned
 
+import pipeline.evm_torch
 from pipeline import evm
+from pipeline.artifacts import read_clip, read_provenance
 from pipeline.evm_torch import expand, magnify_torch, reduce
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -51,6 +53,30 @@ def test_chunks_do_not_change_the_result_and_magnify_routes_to_torch():
     assert np.array_equal(magnify_torch(clip, **MIT, device="cpu", chunk_frames=1), whole)
     assert np.array_equal(magnify_torch(clip, **MIT, device="cpu", chunk_frames=5), whole)
     assert np.array_equal(evm.magnify(clip, **MIT, device="cpu"), whole)
+
+
+def test_the_stage_device_param_picks_the_path(tmp_path, monkeypatch):
+    """magnify.device "cpu" runs the NumPy path; a torch device runs magnify_torch there (run here on the
+    CPU, whatever device was asked for), and the two stores agree within 1 grey level."""
+    aligned = tmp_path / "aligned.h5"
+    frames = face_like_clip(12)
+    write_aligned(aligned, {"c1": (frames, CLIP_ATTRS)})
+    asked = []
+
+    def on_the_cpu(clip, *, device, **params):
+        asked.append(device)
+        return magnify_torch(clip, **params, device="cpu")
+
+    monkeypatch.setattr(pipeline.evm_torch, "magnify_torch", on_the_cpu)
+    evm.magnify_stage(aligned, tmp_path / "numpy.h5", tmp_path / "qc_numpy", **stage_params())
+    assert asked == []
+    evm.magnify_stage(aligned, tmp_path / "torch.h5", tmp_path / "qc_torch", **stage_params(device="cuda:1"))
+    assert asked == ["cuda:1"]
+    numpy_path, _ = read_clip(tmp_path / "numpy.h5", "c1")
+    torch_path, _ = read_clip(tmp_path / "torch.h5", "c1")
+    assert np.array_equal(numpy_path, evm.magnify(frames, **MIT))
+    assert np.abs(torch_path.astype(int) - numpy_path).max() <= 1
+    assert read_provenance(tmp_path / "torch.h5")["params"]["device"] == "cuda:1"
 
 
 def test_static_clip_first_frame_and_flicker_come_out_unchanged():

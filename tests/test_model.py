@@ -3,7 +3,11 @@
 import torch
 import torch.nn.functional as F
 
-from pipeline.model import RCNN, RCNNConfig, RecurrentConvLayer, count_parameters
+from pipeline.model import RCNN, RCNNConfig, RecurrentConvLayer
+
+
+def n_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
 def test_feature_map_sizes_follow_table1():
@@ -39,7 +43,7 @@ def test_zero_recurrent_steps_is_the_plain_cnn():
     assert all(rcl.recurrent is None for rcl in (cnn.body.rcl2, cnn.body.rcl3, cnn.body.rcl4, cnn.body.rcl5))
     assert not any(p.shape == (m, m, 3, 3) for p in cnn.parameters())
     # Per RCL the RCNN adds one 3x3 recurrent conv (no bias) and a BatchNorm (2m) per step.
-    assert count_parameters(rcnn) - count_parameters(cnn) == 4 * (9 * m * m + 3 * 2 * m)
+    assert n_parameters(rcnn) - n_parameters(cnn) == 4 * (9 * m * m + 3 * 2 * m)
 
 
 def test_recurrent_weights_are_shared_across_steps():
@@ -49,7 +53,7 @@ def test_recurrent_weights_are_shared_across_steps():
     for layer in (one, three):
         assert sum(p.shape == (m, m, 3, 3) for p in layer.parameters()) == 1
     # More steps add only the per-step BatchNorm affine parameters, never conv weights.
-    assert count_parameters(three) - count_parameters(one) == 2 * (2 * m)
+    assert n_parameters(three) - n_parameters(one) == 2 * (2 * m)
 
 
 def test_recurrent_layer_unrolls_liang_hu_equations():

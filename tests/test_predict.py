@@ -70,7 +70,8 @@ def write_video(path: Path, frames: list[np.ndarray]) -> None:
 def test_the_model_records_the_preprocessing_params(trained):
     prep = preprocessing_params(load_checkpoint(trained["model"]), trained["model"])
     params = trained["params"]
-    assert prep["align"] == params["align"] and prep["magnify"] == params["magnify"]
+    assert prep["align"] == params["align"]
+    assert prep["magnify"] == {**params["magnify"], "eye_y": params["align"]["eye_y"]}   # the QC strip's eye row
     assert {k: v for k, v in prep["tensors"].items() if k != "classes"} == params["tensors"]
 
 
@@ -178,10 +179,10 @@ def test_help_lists_every_command():
 def test_the_band_pass_follows_the_inputs_frame_rate():
     """As the magnify stage: r1 and r2 hold at reference_fps; at half the rate each frame forgets twice as much."""
     params = {"enabled": True, "alpha": 10, "lambda_c": 16, "r1": 0.4, "r2": 0.05, "reference_fps": 200,
-              "chrom_attenuation": 0.1, "exaggeration": 2}
+              "chrom_attenuation": 0.1, "exaggeration": 2, "eye_y": 0.34, "device": "cuda"}
     at_100 = magnify_kwargs(params, 100)
     assert at_100["r1"] == pytest.approx(1 - 0.6**2) and at_100["r2"] == pytest.approx(1 - 0.95**2)
-    assert "enabled" not in at_100 and "reference_fps" not in at_100
+    assert not {"enabled", "reference_fps", "eye_y", "device"} & set(at_100)     # device: the NumPy path
     assert magnify_kwargs(params, 200)["r1"] == pytest.approx(0.4)
     per_frame = {k: v for k, v in params.items() if k != "reference_fps"}       # params of an older model
     assert magnify_kwargs(per_frame, 100)["r1"] == 0.4

@@ -214,8 +214,8 @@ def write_source(directory: Path, seed: int, subjects: list[str]) -> tuple[Path,
 
 
 def test_composite_pools_datasets_relabels_and_scores_each_source(tmp_path):
+    from pipeline.aggregate import fold_table, table2
     from pipeline.composite import composite_index, composite_tensors_stage
-    from pipeline.report import fold_table, table2
     from pipeline.train import train_fold_stage
 
     # two synthetic CASME II-shaped datasets made with different seeds; both name a subject "01"

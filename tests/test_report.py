@@ -16,10 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.aggregate import aggregate_stage
 from pipeline.artifacts import open_h5_for_write, write_clip
+from pipeline.figures import per_class_f1
 from pipeline.imageio import write_rgb
 from pipeline.jitter import tensors_stage
-from pipeline.report import aggregate_stage, per_class_f1, report_stage
+from pipeline.report import report_stage
 
 CLASSES = ["positive", "negative", "surprise", "others"]
 DATASETS = {"casme2": {"layout": "casme2", "synthetic": True}}

@@ -7,7 +7,7 @@ libsvm's linear SVC (one-vs-one) is fitted; p_<class> are its Platt-scaled (sigm
 calibrated by cross-validation within the training clips, and the predicted class is the class with
 the highest probability, as for the RCNN, so that the confusion matrix and p_<class> never disagree.
 
-The outputs are those of pipeline.train, so pipeline.report aggregates them unchanged:
+The outputs are those of pipeline.train, so pipeline.aggregate aggregates them unchanged:
 predictions.csv (clip_id, subject, true, predicted, p_<class>...) and metrics.json (accuracy, uf1,
 uar, confusion, n_test, ...).
 """
