@@ -14,7 +14,10 @@ imresize's half-pixel coordinate mapping and replicated boundary frames. In imre
 8 distinct ones, here nearest / bilinear / bicubic are point-sampling interpolation (no antialiasing,
 as interp1 or cv2.resize), while box / triangle / cubic / lanczos2 / lanczos3 widen their kernel by
 the scale factor when downsampling (antialiasing, as imresize). When upsampling (fewer selected
-frames than 30) no kernel is widened, so bilinear = triangle, bicubic = cubic and nearest = box.
+frames than 30) no kernel is widened, so bilinear = triangle, bicubic = cubic and nearest = box; a
+selection of exactly 30 frames is copied unchanged by every kernel. A short clip therefore has fewer
+distinct variants than keep-ratios x kernels: tensors.h5 counts them per clip (`distinct_variants`)
+and the stage logs their spread.
 
 Tensor file layout (tensors.h5)::
 
@@ -22,6 +25,7 @@ Tensor file layout (tensors.h5)::
                                          3 RGB channels, P pixels, F frames; one clip per chunk
     /clip_id, /subject, /label           (N,) utf-8 strings
     /label_index  int64 (N,)             position of the label in the `classes` attribute
+    /distinct_variants int64 (N,)        how many of the clip's V variants differ (byte for byte)
     /keep_ratio   float64 (V,), /kernel (V,) str: the jitter that made each variant
     /             attrs: classes (JSON list) + provenance
 """
@@ -190,6 +194,11 @@ def jitter_clip(frames: np.ndarray, *, keep_ratios: Sequence[float], kernels: Se
     return variants.reshape(len(keep_ratios) * len(kernels), 3, pixels, frames_out)
 
 
+def count_distinct_variants(variants: np.ndarray) -> int:
+    """How many of a clip's variants (axis 0) are different tensors, compared exactly (by their bytes)."""
+    return len({hashlib.sha256(np.ascontiguousarray(variant).tobytes()).digest() for variant in variants})
+
+
 # --- the stage -----------------------------------------------------------------------------------
 
 def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -237,6 +246,7 @@ def tensors_stage(magnified_h5: Path, out_h5: Path, *, height: int, width: int, 
     clip_subject: list[str] = []
     clip_label: list[str] = []
     clip_label_index: list[int] = []
+    clip_distinct: list[int] = []
     started = time.perf_counter()
     with atomic_output(out_h5) as tmp, open_h5_for_write(tmp) as h5:
         write_provenance(h5, provenance("tensors", params, {"magnified": magnified_h5}))
@@ -254,9 +264,11 @@ def tensors_stage(magnified_h5: Path, out_h5: Path, *, height: int, width: int, 
             clip_frames = resize_frames(clip_frames, height, width)
             if subtract_onset_frame:
                 clip_frames = subtract_onset(clip_frames)
-            x[n] = jitter_clip(clip_frames, keep_ratios=keep_ratios,
-                               kernels=kernels, frames_out=frames, crop=crop, pixels=pixels,
-                               rng=clip_rng(seed, clip_id))
+            jittered = jitter_clip(clip_frames, keep_ratios=keep_ratios,
+                                   kernels=kernels, frames_out=frames, crop=crop, pixels=pixels,
+                                   rng=clip_rng(seed, clip_id))
+            x[n] = jittered
+            clip_distinct.append(count_distinct_variants(jittered))
             clip_id_written.append(clip_id)
             clip_subject.append(str(attrs["subject"]))
             clip_label.append(str(attrs["label"]))
@@ -265,11 +277,21 @@ def tensors_stage(magnified_h5: Path, out_h5: Path, *, height: int, width: int, 
         write_array(h5, "subject", np.array(clip_subject, dtype=object), dtype=strings)
         write_array(h5, "label", np.array(clip_label, dtype=object), dtype=strings)
         write_array(h5, "label_index", np.array(clip_label_index, dtype=np.int64))
+        write_array(h5, "distinct_variants", np.array(clip_distinct, dtype=np.int64))
         write_array(h5, "keep_ratio", np.repeat(np.asarray(keep_ratios, dtype=np.float64), len(kernels)))
         write_array(h5, "kernel", np.array(list(kernels) * len(keep_ratios), dtype=object), dtype=strings)
     elapsed = time.perf_counter() - started
     tqdm.write(f"tensors: {len(ids)} clips x {variants} variants in {elapsed:.1f} s "
                f"({elapsed / len(ids):.3f} s per clip)", file=sys.stderr)
+    tqdm.write(f"tensors {Path(magnified_h5).parent.name}: {distinct_variants_summary(clip_distinct, variants)}",
+               file=sys.stderr)
+
+
+def distinct_variants_summary(counts: Sequence[int], variants: int) -> str:
+    """The log line on a store's distinct variants, e.g. "distinct variants per clip: min/median/max
+    30/48/48 of 48"."""
+    low, median, high = np.min(counts), np.median(counts), np.max(counts)
+    return f"distinct variants per clip: min/median/max {low}/{median:g}/{high} of {variants}"
 
 
 def _label_index(clip_id: str, path: Path, attrs: dict, classes: list[str]) -> int:

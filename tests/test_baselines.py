@@ -11,6 +11,7 @@ import pytest
 import torch
 from skimage.feature import local_binary_pattern
 
+from pipeline.aggregate import fold_table, table2
 from pipeline.artifacts import open_h5_for_write, write_clip
 from pipeline.baselines import NEEDS_WEIGHTS, methods_not_run, methods_to_run
 from pipeline.baselines.clips import iter_aligned_clips, resample_frames, scale_landmarks
@@ -25,11 +26,16 @@ from pipeline.baselines.lbptop import (
     uniform_mapping,
 )
 from pipeline.baselines.mdmo import ROI_POLYGONS, main_directional_means, mdmo_from_means, onset_flows, roi_masks
-from pipeline.baselines.pretrained import VGG16, conv_indices, pretrained_cnn_fold_stage
+from pipeline.baselines.pretrained import (
+    VGG16,
+    apex_frame_indices,
+    clip_frames,
+    conv_indices,
+    pretrained_cnn_fold_stage,
+)
 from pipeline.baselines.tics import fit_colour_space, tics_components
 from pipeline.errors import MerflowError
 from pipeline.protocols import kfold_folds
-from pipeline.report import fold_table, table2
 from pipeline.stages import STAGES, stage_function
 
 # --- LBP codes -----------------------------------------------------------------------------------------
@@ -224,7 +230,7 @@ def test_each_baseline_beats_chance_on_an_obvious_signal(motion_store, tmp_path,
     for fold in range(2):
         out = tmp_path / f"fold{fold}"
         stage_function(STAGES[method])(motion_store / "aligned.h5", motion_store / "folds.csv", fold, out,
-                                       classes=CLASSES, svm_c=1.0, svm_seed=0, **SMALL[method])
+                                    classes=CLASSES, svm_c=1.0, svm_seed=0, **SMALL[method])
         metrics = json.loads((out / "metrics.json").read_text())
         predictions = pd.read_csv(out / "predictions.csv")
         assert metrics["n_test"] == len(predictions) == 8 and metrics["method"] == method
@@ -279,6 +285,31 @@ def test_pretrained_cnn_without_weights_is_reported_not_run(tmp_path):
     assert row["note"] == "not run: needs pre-trained weights" and row["folds"] == 0
     assert pd.isna(row["accuracy_mean"]) and row["paper_accuracy"] == pytest.approx(0.304)
     assert table.set_index("method").loc["rcnn", "folds"] == 2
+
+
+def test_pretrained_cnn_takes_the_frames_nearest_the_apex():
+    # (onset, apex, offset, n): indices from the onset, apex first, then -1, +1, -2, +2, ...
+    assert apex_frame_indices(10, 15, 30, 5) == [5, 4, 6, 3, 7]
+    assert apex_frame_indices(10, 15, 30, 1) == [5]
+    assert apex_frame_indices(0, 20, 20, 5) == [20, 19, 18, 17, 16]        # apex at the last frame
+    assert apex_frame_indices(0, 0, 20, 4) == [0, 1, 2, 3]                 # apex at the onset
+    assert apex_frame_indices(5, 6, 7, 5) == [1, 0, 2]                     # a 3-frame clip: each frame once
+    assert apex_frame_indices(5, 7, 7, 2) == [2, 1]
+    assert apex_frame_indices(0, 40, 20, 2) == [20, 19]                    # an apex past the offset is clamped
+    frames = np.zeros((12, 8, 8, 3), np.uint8)
+    frames[7] = 255                                                        # only the apex is bright
+    inputs = clip_frames(frames, 3, 8, apex=7)
+    assert inputs.shape == (3, 3, 8, 8) and inputs[0].min() > inputs[1].max()
+
+
+def test_aligned_clips_carry_the_stored_apex(tmp_path):
+    frames = np.zeros((6, 8, 8, 3), np.uint8)
+    with open_h5_for_write(tmp_path / "aligned.h5") as h5:      # align_stage's attrs: frame numbers of the dataset
+        write_clip(h5, "a", frames, {"subject": "s", "label": "x", "onset": 100, "apex": 104, "fps": 200.0,
+                                     "apex_source": "sheet"}, landmarks=np.zeros((68, 2), np.float32))
+        write_clip(h5, "b", frames, {"subject": "s", "label": "x"}, landmarks=np.zeros((68, 2), np.float32))
+    a, b = iter_aligned_clips(tmp_path / "aligned.h5")
+    assert (a.apex, a.fps, b.apex) == (4, 200.0, None)
 
 
 def test_pretrained_cnn_fine_tunes_a_user_supplied_vgg16(motion_store, tmp_path):

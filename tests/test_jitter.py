@@ -15,6 +15,7 @@ from pipeline.jitter import (
     RESAMPLING_METHODS,
     central_pixel_indices,
     clip_rng,
+    count_distinct_variants,
     jitter_clip,
     resample_weights,
     resize_frames,
@@ -180,6 +181,8 @@ def test_tensors_stage_layout_values_and_provenance(tmp_path):
         assert h5["subject"].asstr()[()].tolist() == ["sub01", "sub01", "sub02"]
         assert h5["label"].asstr()[()].tolist() == ["positive", "others", "surprise"]
         assert h5["label_index"].dtype == np.int64 and h5["label_index"][()].tolist() == [0, 3, 2]
+        # 12 frames at keep-ratio 0.5 select 6 = frames: both kernels copy them, one tensor fewer
+        assert h5["distinct_variants"].dtype == np.int64 and h5["distinct_variants"][()].tolist() == [3, 4, 4]
         assert h5["keep_ratio"][()].tolist() == [1.0, 1.0, 0.5, 0.5]
         assert h5["kernel"].asstr()[()].tolist() == ["nearest", "lanczos3", "nearest", "lanczos3"]
         assert json.loads(h5.attrs["classes"]) == CLASSES
@@ -197,6 +200,23 @@ def test_tensors_stage_layout_values_and_provenance(tmp_path):
     again = tmp_path / "again.h5"
     tensors_stage(tmp_path / "magnified.h5", again, **TINY)
     assert file_sha256(again) == file_sha256(out)  # same params and input: byte-identical
+
+
+def test_tensors_stage_counts_the_distinct_variants_of_each_clip(tmp_path, capsys):
+    # The paper's 6 keep-ratios x 8 kernels on 10 x 8 frames. A 30-frame clip: keep-ratio 1.0 keeps all 30
+    # frames and every kernel copies them (1 tensor); 0.9 ... 0.5 upsample 27 ... 15 frames, where
+    # nearest = box, bilinear = triangle and bicubic = cubic (5 tensors each): 1 + 5 x 5 = 26. A 13-frame
+    # clip upsamples at every ratio: 6 x 5 = 30. A 70-frame clip downsamples at every ratio (0.5 keeps 35): 48.
+    paper = {**TINY, "frames": 30, "keep_ratios": PAPER["keep_ratios"], "kernels": METHODS}
+    write_store(tmp_path / "magnified.h5", {"thirty": (30, "s1", "positive"), "thirteen": (13, "s2", "others"),
+                                            "seventy": (70, "s3", "surprise")})
+    tensors_stage(tmp_path / "magnified.h5", tmp_path / "tensors.h5", **paper)
+    with h5py.File(tmp_path / "tensors.h5", "r") as h5:
+        counts = dict(zip(h5["clip_id"].asstr()[()], h5["distinct_variants"][()].tolist(), strict=True))
+        assert counts == {"thirty": 26, "thirteen": 30, "seventy": 48}
+        assert sorted(count_distinct_variants(h5["x"][n]) for n in range(3)) == [26, 30, 48]
+    assert f"tensors {tmp_path.name}: distinct variants per clip: min/median/max 26/30/48 of 48" \
+        in capsys.readouterr().err
 
 
 def test_a_clips_tensors_do_not_depend_on_the_other_clips(tmp_path):

@@ -25,6 +25,8 @@ class AlignedClip:
     label: str
     frames: np.ndarray          # uint8 (T, H, W, 3) RGB
     landmarks: np.ndarray       # float (68, 2) x, y in the frames' pixel coordinates
+    apex: int | None = None     # the apex frame's index in `frames` (0 = onset); None if the store records none
+    fps: float | None = None
 
 
 def iter_aligned_clips(path: str | os.PathLike) -> Iterator[AlignedClip]:
@@ -39,9 +41,14 @@ def iter_aligned_clips(path: str | os.PathLike) -> Iterator[AlignedClip]:
             if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) < 2:
                 raise BadInputError(clip_id, path, f"frames must be uint8 (T >= 2, H, W, 3), got "
                                                    f"{frames.dtype} {frames.shape}")
-            yield AlignedClip(clip_id=clip_id, subject=str(_text(group.attrs["subject"])),
-                              label=str(_text(group.attrs["label"])), frames=frames,
-                              landmarks=group["landmarks"][()].astype(np.float64))
+            attrs = group.attrs
+            apex = None
+            if "apex" in attrs and "onset" in attrs:    # align_stage stores apex and onset as frame numbers
+                apex = int(np.clip(int(attrs["apex"]) - int(attrs["onset"]), 0, len(frames) - 1))
+            yield AlignedClip(clip_id=clip_id, subject=str(_text(attrs["subject"])),
+                              label=str(_text(attrs["label"])), frames=frames,
+                              landmarks=group["landmarks"][()].astype(np.float64), apex=apex,
+                              fps=float(attrs["fps"]) if "fps" in attrs else None)
 
 
 def _text(value) -> str:

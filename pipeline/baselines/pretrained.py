@@ -9,9 +9,20 @@ of VGG-Face mean nothing here). Frames are RGB in [0, 1], standardised with Imag
 (torchvision's convention), resized to input_size x input_size.
 
 Training (Sec. III-D of the paper: "recognize micro-expressions for single images"): every training
-clip gives `frames_per_clip` frames evenly spaced from onset to offset, each labelled with its clip's
-class; SGD with momentum for `epochs` epochs. A test clip's prediction is the mean softmax over its
-frames. No model file is written (a VGG-16 is 0.5 GB per fold); predictions.csv and metrics.json are.
+clip gives `frames_per_clip` frames around its apex, each labelled with its clip's class; SGD with
+momentum for `epochs` epochs. A test clip's prediction is the mean softmax over its frames. No model
+file is written (a VGG-16 is 0.5 GB per fold); predictions.csv and metrics.json are.
+
+Which frames: a single-frame classifier learns from what a frame shows, and the onset frame of a
+clip is by definition the neutral face, the same for every class; frames spread from onset to offset
+would label neutral faces with an emotion. So the frames are those nearest the apex: the apex
+itself, then its neighbours at -1, +1, -2, +2, ... (the earlier one first at equal distance), skipping
+positions outside the clip, until `frames_per_clip` are taken (`apex_frame_indices`). An apex at the
+last frame thus takes the frames before it; a clip shorter than `frames_per_clip` gives each of its
+frames once. The apex is the one the aligned store records (`apex`, a frame number, minus `onset`):
+the sheet's where it codes one, otherwise pipeline/apex.py's estimate (`apex_source` says which);
+a store without an apex (one written by hand) gets the estimate here. At 200 fps the neighbours are
+5 ms apart, so the frames are nearly the same face at the peak of the movement.
 """
 
 from __future__ import annotations
@@ -27,15 +38,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.apex import estimate_apex
 from pipeline.artifacts import provenance
 from pipeline.baselines.classify import split_by_fold, write_fold_outputs
-from pipeline.baselines.clips import iter_aligned_clips, resize_frames
+from pipeline.baselines.clips import AlignedClip, iter_aligned_clips, resize_frames
 from pipeline.errors import MerflowError
 
 # VGG-16: conv widths by block, "M" = 2x2 max pooling (torchvision's configuration "D").
 VGG16_LAYOUT = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_FPS = 100.0     # the apex estimate's smoothing window for a store that records no fps
 
 
 def conv_indices() -> list[int]:
@@ -104,9 +117,34 @@ def load_pretrained(weights: str | os.PathLike, n_classes: int, seed: int) -> VG
     return model
 
 
-def clip_frames(frames: np.ndarray, n_frames: int, input_size: int) -> np.ndarray:
-    """(n, 3, S, S) float32 network inputs: n frames evenly spaced from onset to offset, standardised."""
-    pick = np.unique(np.round(np.linspace(0, len(frames) - 1, n_frames)).astype(int))
+def apex_frame_indices(onset: int, apex: int, offset: int, n_frames: int) -> list[int]:
+    """Indices (0 = the onset frame) of the n_frames frames of the clip onset..offset (frame numbers,
+    both included) nearest its apex: the apex first, then apex-1, apex+1, apex-2, apex+2, ..., those
+    outside the clip skipped; every frame once when the clip has fewer than n_frames. An apex
+    outside the clip is clamped to it."""
+    length = offset - onset + 1
+    if length < 1 or n_frames < 1:
+        raise ValueError(f"need a clip of at least 1 frame and n_frames >= 1, got onset {onset}, offset {offset}, "
+                         f"n_frames {n_frames}")
+    centre = min(max(apex - onset, 0), length - 1)
+    picked = [centre]
+    for distance in range(1, length):
+        if len(picked) >= n_frames:
+            break
+        picked += [i for i in (centre - distance, centre + distance) if 0 <= i < length]
+    return picked[:n_frames]
+
+
+def clip_apex_index(clip: AlignedClip) -> int:
+    """The clip's apex index in its frames: the store's, else estimated from the aligned face."""
+    if clip.apex is not None:
+        return clip.apex
+    return estimate_apex(clip.frames, clip.fps or DEFAULT_FPS)
+
+
+def clip_frames(frames: np.ndarray, n_frames: int, input_size: int, apex: int) -> np.ndarray:
+    """(n, 3, S, S) float32 network inputs: the n frames nearest the apex (index in frames), standardised."""
+    pick = apex_frame_indices(0, apex, len(frames) - 1, n_frames)
     images = resize_frames(frames[pick], input_size, input_size).astype(np.float32) / 255.0
     images = (images - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
@@ -129,7 +167,7 @@ def pretrained_cnn_fold_stage(aligned_h5: Path, folds_csv: Path, fold: int, out_
     for clip in iter_aligned_clips(aligned_h5):
         if clip.label not in class_index:
             raise MerflowError(f"{aligned_h5}: clip {clip.clip_id} has label {clip.label!r}, not in {list(classes)}")
-        inputs.append(clip_frames(clip.frames, frames_per_clip, input_size))
+        inputs.append(clip_frames(clip.frames, frames_per_clip, input_size, clip_apex_index(clip)))
         table.append({"clip_id": clip.clip_id, "subject": clip.subject, "label": clip.label})
     clips = pd.DataFrame(table)
     folds = pd.read_csv(folds_csv, dtype={"clip_id": str, "subject": str, "label": str})
