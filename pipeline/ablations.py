@@ -39,7 +39,7 @@ from pipeline.config import stage_params, validate_params
 from pipeline.errors import MerflowError, ParamsError
 
 STAGE_ORDER = ("magnify", "tensors", "train")   # the stages a setting may override, upstream first
-METHOD = "rcnn"                                 # recurrent_steps 0 is the paper's "CNNs" row (same network)
+METHOD = "rcnn"                                 # the ablations vary the RCNN's params
 KEY_LENGTH = 10
 # The param sections the ablation table depends on (the `ablations` rule's params).
 PARAM_SECTIONS = ("ablations", "dataset", "mappings", "magnify", "tensors", "train")

@@ -30,7 +30,8 @@ PAPER_TABLE2: dict[str, dict[str, float]] = {
     "rcnn": {"smic": 0.571, "casme": 0.632, "casme2": 0.658},
 }
 METHOD_NAMES = {"lbptop": "LBP-TOP", "lbpsip": "LBP-SIP", "tics": "TICS", "mdmo": "MDMO",
-                "pretrained_cnn": "Pre-trained CNNs", "cnn": "CNNs", "rcnn": "MER-RCNN"}
+                "pretrained_cnn": "Pre-trained CNNs", "cnn": "CNNs", "rcnn": "MER-RCNN",
+                "rcnn_feedforward": "MER-RCNN without recurrence (ablation)"}
 PAPER_PROTOCOL = "kfold5"
 TABLE2_COLUMNS = ["method", "method_name", "dataset", "data", "protocol", "folds", "accuracy_mean",
                   "accuracy_std", "uf1_mean", "uf1_std", "uar_mean", "uar_std", "accuracy_pooled",

@@ -101,7 +101,7 @@ def stage_params(params: Mapping, stage: str, ds: str | None = None, method: str
     if stage in ("lbptop", "lbpsip", "tics", "mdmo"):      # the hand-crafted baselines: features + linear SVM
         return {**params[stage], "classes": classes_of(params, ds), "svm_c": params["svm"]["c"],
                 "svm_seed": params["svm"]["seed"]}
-    if stage == "pretrained_cnn":
+    if stage in ("cnn", "pretrained_cnn"):
         return {**params[stage], "classes": classes_of(params, ds)}
     if stage == "aggregate":
         from pipeline.baselines import methods_not_run

@@ -1,4 +1,4 @@
-"""The RCNN of MER-RCNN (Xia et al., Table 1) and its plain-CNN ablation (Table 2, "CNNs" row).
+"""The RCNN of MER-RCNN (Xia et al., Table 1) and its ablations without recurrence.
 
 Input: one micro-expression clip as a pixels x frames x colour tensor (1966 x 30 x 3, Sec. III-A),
 in torch layout (N, 3, pixels, frames), uint8 or float in 0..255. Sizes through the network for the
@@ -18,7 +18,15 @@ paper's input (pixel axis x frame axis, every layer with M = `maps` feature maps
 An RCL (recurrent convolutional layer, Liang & Hu, CVPR 2015; Xia et al. Eq. 2-3) unrolls a 1x1
 feed-forward conv and ONE 3x3 recurrent conv shared by all steps:
     u = w_f * x,   h(0) = f(u),   h(t) = f(u + w_r * h(t-1)) for t = 1..recurrent_steps.
-With recurrent_steps = 0 an RCL is just its 1x1 feed-forward conv: the plain CNN of Table 2.
+Two ablations remove the recurrence (neither is the paper's "CNNs" row, a single-frame CNN:
+pipeline/baselines/frame_cnns.py):
+- recurrent = False (the `rcnn_feedforward` method): only the recurrence is removed. Each RCL keeps
+  both its convs and applies them once, in sequence: h = f(w_r * f(w_f * x)). The 3x3
+  spatio-temporal conv, its receptive field within the layer and every conv weight stay; gone are
+  the repeated application of the shared w_r and the feedback of u into every step (and the
+  BatchNorms of steps 2 and 3: 2 * 2 * M parameters per RCL).
+- recurrent_steps = 0: each RCL is just its 1x1 feed-forward conv, which removes the 3x3 convs as
+  well (the ablation family `recurrent_steps`).
 
 f = ReLU followed by a normalisation ("normalized activation function", Sec. II-C). Liang & Hu used
 LRN; we use BatchNorm with its own statistics per unrolled step, as recurrent BatchNorm does
@@ -44,18 +52,24 @@ from torch import nn
 @dataclass
 class RCNNConfig:
     maps: int = 32              # M: feature maps of every conv layer (Table 1)
-    recurrent_steps: int = 3    # recurrent 3x3 convs per RCL; 0 = plain CNN
+    recurrent_steps: int = 3    # recurrent 3x3 convs per RCL; 0 = 1x1 convs only
     n_classes: int = 4          # C
     pixels: int = 1966          # pixels per channel of one frame, after the central crop
     frames: int = 30            # frames after temporal normalisation
+    recurrent: bool = True      # False: each RCL applies its 3x3 conv once, feed-forward (module docstring)
 
 
 class RecurrentConvLayer(nn.Module):
-    """One RCL: u = w_f * x, h(0) = f(u), h(t) = f(u + w_r * h(t-1)), f = ReLU then BatchNorm."""
+    """One RCL: u = w_f * x, h(0) = f(u), h(t) = f(u + w_r * h(t-1)), f = ReLU then BatchNorm.
+    With recurrent False: h = f(w_r * f(u)), w_r applied once (recurrent_steps must be 1)."""
 
-    def __init__(self, maps: int, recurrent_steps: int):
+    def __init__(self, maps: int, recurrent_steps: int, recurrent: bool = True):
         super().__init__()
+        if not recurrent and recurrent_steps != 1:
+            raise ValueError(f"a feed-forward RCL applies its 3x3 conv once: recurrent_steps must be 1, "
+                             f"got {recurrent_steps}")
         self.recurrent_steps = recurrent_steps
+        self.feeds_back = recurrent
         self.feed_forward = nn.Conv2d(maps, maps, kernel_size=1)
         # One bias b_k per map (Eq. 2): the feed-forward conv carries it, the recurrent conv has none.
         self.recurrent = (nn.Conv2d(maps, maps, kernel_size=3, padding=1, bias=False)
@@ -66,6 +80,9 @@ class RecurrentConvLayer(nn.Module):
         u = self.feed_forward(x)
         h = self.norms[0](F.relu(u))
         for step in range(1, self.recurrent_steps + 1):
+            if not self.feeds_back:
+                h = self.norms[step](torch.relu_(self.recurrent(h)))
+                continue
             # f(u + w_r * h): summed and rectified in place in the conv's fresh output (~5-10% faster
             # on CPU; autograd allows it, the conv's backward needs its input, not its output).
             h = self.norms[step](torch.relu_(self.recurrent(h).add_(u)))
@@ -76,7 +93,7 @@ class RCNN(nn.Module):
     def __init__(self, config: RCNNConfig):
         super().__init__()
         self.config = config
-        m, steps = config.maps, config.recurrent_steps
+        m, steps, recurrent = config.maps, config.recurrent_steps, config.recurrent
         # Layer names follow Table 1; the pools run along (pixel axis, frame axis). Conv1's ReLU and
         # BatchNorm follow its pool (see the module docstring), the RCLs apply f inside.
         self.body = nn.Sequential(OrderedDict([
@@ -84,13 +101,13 @@ class RCNN(nn.Module):
             ("pool1", nn.MaxPool2d((4, 1))),
             ("relu1", nn.ReLU(inplace=True)),
             ("norm1", nn.BatchNorm2d(m)),
-            ("rcl2", RecurrentConvLayer(m, steps)),
+            ("rcl2", RecurrentConvLayer(m, steps, recurrent)),
             ("pool2", nn.MaxPool2d((4, 1))),
-            ("rcl3", RecurrentConvLayer(m, steps)),
+            ("rcl3", RecurrentConvLayer(m, steps, recurrent)),
             ("pool3", nn.MaxPool2d((4, 4))),
-            ("rcl4", RecurrentConvLayer(m, steps)),
+            ("rcl4", RecurrentConvLayer(m, steps, recurrent)),
             ("pool4", nn.MaxPool2d((4, 2))),
-            ("rcl5", RecurrentConvLayer(m, steps)),
+            ("rcl5", RecurrentConvLayer(m, steps, recurrent)),
         ]))
         self.classifier = nn.Linear(m, config.n_classes)
         # Per-channel mean and std of the training clips, in [0, 1] units, so that a checkpoint

@@ -61,7 +61,8 @@ from pipeline.composite import confusion_by_source
 from pipeline.errors import MerflowError
 from pipeline.model import RCNN, RCNNConfig
 
-METHODS = ("rcnn", "cnn")            # "cnn": the same network with the recurrent steps removed
+# "rcnn_feedforward": the same network with only the recurrence removed (pipeline/model.py)
+METHODS = ("rcnn", "rcnn_feedforward")
 PRECISIONS = ("fp32", "bf16")        # train.precision: the dtype of autocast's convs (see `autocast`)
 SHUFFLE_BUFFER_BYTES = 512 * 2**20   # ~60 CASME II clips x 48 variants; two such buffers at most
 
@@ -392,6 +393,15 @@ def check_train_params(method: str, lr: float, lr_decay: float, min_lr: float, m
     return rates
 
 
+def model_config(method: str, maps: int, recurrent_steps: int, *, n_classes: int, pixels: int,
+                 frames: int) -> RCNNConfig:
+    """The network a method trains: the RCNN, or for rcnn_feedforward its RCLs with each 3x3 conv
+    applied once, feed-forward (recurrent_steps does not apply to it)."""
+    feedforward = method == "rcnn_feedforward"
+    return RCNNConfig(maps=maps, recurrent_steps=1 if feedforward else recurrent_steps, n_classes=n_classes,
+                      pixels=pixels, frames=frames, recurrent=not feedforward)
+
+
 def set_up_torch(device: str, precision: str, threads: int, deterministic: bool,
                  seed: int) -> tuple[torch.device, np.random.Generator]:
     """The torch device, with torch's threads, determinism and seed set; the NumPy generator that
@@ -567,8 +577,8 @@ def train_fold_stage(tensors_h5: Path, folds_csv: Path, fold: int, out_dir: Path
     with h5py.File(tensors_h5, "r") as h5:
         data, x = read_fold(h5, tensors_h5, folds, fold), h5["x"]
         mean, std = mean_std_from_histograms(channel_histograms(x, data.train_rows))
-        config = RCNNConfig(maps=maps, recurrent_steps=recurrent_steps if method == "rcnn" else 0,
-                            n_classes=len(data.classes), pixels=data.pixels, frames=data.frames)
+        config = model_config(method, maps, recurrent_steps, n_classes=len(data.classes), pixels=data.pixels,
+                              frames=data.frames)
         model, forward_model, optimizer = build_model(config, mean, std, torch_device, lr=rates[0],
                                                       momentum=momentum, weight_decay=weight_decay, compile=compile)
         fit = fit_or_resume(model, forward_model, optimizer, x, data, rates, rng, batch_size=batch_size,

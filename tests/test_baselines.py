@@ -15,6 +15,15 @@ from pipeline.aggregate import fold_table, table2
 from pipeline.artifacts import open_h5_for_write, write_clip
 from pipeline.baselines import NEEDS_WEIGHTS, methods_not_run, methods_to_run
 from pipeline.baselines.clips import iter_aligned_clips, resample_frames, scale_landmarks
+from pipeline.baselines.frame_cnns import (
+    VGG16,
+    apex_frame_indices,
+    clip_frames,
+    cnn_fold_stage,
+    conv_indices,
+    pretrained_cnn_fold_stage,
+    vgg16_from_scratch,
+)
 from pipeline.baselines.lbpsip import lbpsip_codes, lbpsip_features
 from pipeline.baselines.lbptop import (
     block_histograms,
@@ -26,13 +35,6 @@ from pipeline.baselines.lbptop import (
     uniform_mapping,
 )
 from pipeline.baselines.mdmo import ROI_POLYGONS, main_directional_means, mdmo_from_means, onset_flows, roi_masks
-from pipeline.baselines.pretrained import (
-    VGG16,
-    apex_frame_indices,
-    clip_frames,
-    conv_indices,
-    pretrained_cnn_fold_stage,
-)
 from pipeline.baselines.tics import fit_colour_space, tics_components
 from pipeline.errors import MerflowError
 from pipeline.protocols import kfold_folds
@@ -328,6 +330,26 @@ def test_pretrained_cnn_fine_tunes_a_user_supplied_vgg16(motion_store, tmp_path)
         pretrained_cnn_fold_stage(motion_store / "aligned.h5", motion_store / "folds.csv", 0, out, classes=CLASSES,
                                   weights=str(tmp_path / "other.pt"), input_size=32, frames_per_clip=2, epochs=1,
                                   lr=0.01, batch_size=8, momentum=0.9, weight_decay=0.0, seed=0, threads=1)
+
+
+def test_the_cnn_row_is_vgg16_trained_from_scratch_on_single_frames(motion_store, tmp_path):
+    """The paper's "CNNs" row: VGG-Face's architecture (VGG-16: 13 convs, fc 4096, 4096) from scratch. Its
+    parameter count for 4 classes is torchvision's VGG-16 with a 4-way last layer (138,357,544 for 1000)."""
+    model = vgg16_from_scratch(n_classes=4, seed=0)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    assert sum(p.numel() for p in model.parameters()) == 138_357_544 - 4096 * 996 - 996
+    assert model.eval()(torch.zeros(1, 3, 224, 224)).shape == (1, 4)
+    del model
+    out = tmp_path / "fold0"
+    cnn_fold_stage(motion_store / "aligned.h5", motion_store / "folds.csv", 0, out, classes=CLASSES, input_size=32,
+                   frames_per_clip=2, epochs=1, lr=0.001, batch_size=16, momentum=0.9, weight_decay=0.0, seed=0,
+                   threads=2)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["method"] == "cnn" and metrics["provenance"]["stage"] == "cnn"
+    assert metrics["n_test"] == 8 and metrics["n_train_samples"] == 48 and 0 <= metrics["accuracy"] <= 1
+    assert "weights" not in metrics["provenance"]["inputs"]
 
 
 def test_table2_rows_follow_the_papers_layout(tmp_path):

@@ -48,7 +48,8 @@ def test_stage_params_name_exactly_what_a_stage_reads():
     assert stage_params(DEFAULTS, "tensors", ds="casme2")["classes"] == ["positive", "negative", "surprise", "others"]
     index = stage_params(DEFAULTS, "index", ds="casme2")
     assert index["emotions"]["repression"] == "others" and index["fps"] == 200
-    assert stage_params(DEFAULTS, "train", method="cnn")["method"] == "cnn"
+    assert stage_params(DEFAULTS, "train", method="rcnn_feedforward")["method"] == "rcnn_feedforward"
+    assert stage_params(DEFAULTS, "cnn", ds="casme2")["classes"] == ["positive", "negative", "surprise", "others"]
 
 
 def test_the_number_of_folds_is_in_the_protocol_and_its_paths():

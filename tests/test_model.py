@@ -1,5 +1,7 @@
-"""The RCNN of Table 1: feature-map sizes, the recurrent layer, the CNN ablation, input normalisation."""
+"""The RCNN of Table 1: feature-map sizes, the recurrent layer, the ablations without recurrence, input
+normalisation."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -36,7 +38,7 @@ def test_every_conv_has_m_maps():
     assert model.classifier.in_features == 6 and model.classifier.out_features == 3
 
 
-def test_zero_recurrent_steps_is_the_plain_cnn():
+def test_zero_recurrent_steps_leaves_only_the_1x1_convs():
     m = 8
     rcnn = RCNN(RCNNConfig(maps=m, recurrent_steps=3, n_classes=4))
     cnn = RCNN(RCNNConfig(maps=m, recurrent_steps=0, n_classes=4))
@@ -44,6 +46,33 @@ def test_zero_recurrent_steps_is_the_plain_cnn():
     assert not any(p.shape == (m, m, 3, 3) for p in cnn.parameters())
     # Per RCL the RCNN adds one 3x3 recurrent conv (no bias) and a BatchNorm (2m) per step.
     assert n_parameters(rcnn) - n_parameters(cnn) == 4 * (9 * m * m + 3 * 2 * m)
+
+
+def test_the_feedforward_ablation_removes_only_the_recurrence():
+    """rcnn_feedforward: every RCL keeps its 1x1 and its 3x3 conv and applies each once, in sequence,
+    h = f(w_r * f(w_f * x)); the RCNN has the same conv weights and 2 more BatchNorms (2m each) per RCL."""
+    m = 8
+    rcnn = RCNN(RCNNConfig(maps=m, recurrent_steps=3, n_classes=4))
+    feedforward = RCNN(RCNNConfig(maps=m, recurrent_steps=1, n_classes=4, recurrent=False))
+    conv_shapes = sorted(tuple(p.shape) for p in feedforward.parameters() if p.ndim == 4)
+    assert conv_shapes == sorted(tuple(p.shape) for p in rcnn.parameters() if p.ndim == 4)
+    assert sum(p.shape == (m, m, 3, 3) for p in feedforward.parameters()) == 4
+    assert n_parameters(rcnn) - n_parameters(feedforward) == 4 * 2 * (2 * m)
+    assert n_parameters(feedforward) == 3 * 25 * m + m + 2 * m + 4 * (m * m + m + 9 * m * m + 2 * 2 * m) + 4 * m + 4
+    x = torch.randint(0, 256, (2, 3, 1966, 30), dtype=torch.uint8)
+    assert feedforward.eval()(x).shape == (2, 4)
+
+    torch.manual_seed(0)
+    layer = RecurrentConvLayer(m, recurrent_steps=1, recurrent=False).eval()
+    h = torch.randn(1, m, 9, 7)
+    f0, f1 = layer.norms
+
+    def f(norm, v):
+        return norm(F.relu(v))
+
+    assert torch.allclose(layer(h), f(f1, layer.recurrent(f(f0, layer.feed_forward(h)))), atol=1e-6)
+    with pytest.raises(ValueError, match="recurrent_steps must be 1"):
+        RecurrentConvLayer(m, recurrent_steps=3, recurrent=False)
 
 
 def test_recurrent_weights_are_shared_across_steps():

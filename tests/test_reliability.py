@@ -556,7 +556,7 @@ TRAIN_HEADROOM_MIB = 80                       # address space allowed beyond wha
                                               # (streaming uses ~40 MiB of it: two buffers, batches, h5py caches)
 TRAIN_BUFFER_MIB = 8                          # SHUFFLE_BUFFER_BYTES for the test (two buffers at most in memory)
 TRAIN_CLIPS = 330                             # x 0.68 MiB = 223 MiB of tensors, 150 MiB in the training folds
-MEMORY_TRAIN = {**TRAIN, "method": "cnn", "maps": 1, "recurrent_steps": 0, "batch_size": 16, "max_epochs": 1}
+MEMORY_TRAIN = {**TRAIN, "method": "rcnn", "maps": 1, "recurrent_steps": 0, "batch_size": 16, "max_epochs": 1}
 
 
 def test_training_streams_a_store_larger_than_its_memory_headroom(tmp_path):

@@ -49,7 +49,7 @@ def test_a_fold_stage_writes_under_its_fold_folder():
 
 def test_gathering_stages_read_every_fold_of_every_method_that_runs():
     metrics = fold_files(PARAMS, "metrics.json", two_folds)
-    assert len(metrics) == len(PARAMS["datasets"]) * len(PARAMS["protocols"]) * 7 * 2   # 7 methods, 2 folds
+    assert len(metrics) == len(PARAMS["datasets"]) * len(PARAMS["protocols"]) * 8 * 2   # 8 methods, 2 folds
     without_weights = {**PARAMS, "pretrained_cnn": {**PARAMS["pretrained_cnn"], "weights": None}}
     assert not any("pretrained_cnn" in m for m in fold_files(without_weights, "metrics.json", two_folds))
     assert wildcard_values(STAGES["pretrained_cnn"], without_weights, two_folds) == []
@@ -63,7 +63,8 @@ def test_code_dependencies_follow_the_imports():
             "pipeline/datasets/corrections.csv"} <= index
     assert not any("synth" in path for path in index)       # reading a tree does not depend on writing one
     assert "pipeline/datasets/synth.py" in code_deps("synth")
-    assert "pipeline/baselines/pretrained.py" not in code_deps("lbptop")
+    assert "pipeline/baselines/frame_cnns.py" not in code_deps("lbptop")
+    assert "pipeline/baselines/frame_cnns.py" in code_deps("cnn")
     assert "pipeline/train.py" not in code_deps("magnify") and "pipeline/evm.py" not in code_deps("train")
     assert all((REPO / path).is_file() for name in STAGES for path in code_deps(name))
 

@@ -241,13 +241,13 @@ def test_bf16_forward_is_fp32_within_bf16_rounding():
     assert (approx - exact).abs().max() > 0          # bf16 was really used
 
 
-def test_cnn_method_drops_the_recurrent_steps(tmp_path):
+def test_the_feedforward_method_removes_only_the_recurrence(tmp_path):
     tensors, folds = write_tiny_store(tmp_path, n_clips=12)
-    params = {**TRAIN_PARAMS, "method": "cnn", "max_epochs": 1}
-    train_fold_stage(tensors, folds, 1, tmp_path / "cnn", **params)
-    checkpoint = torch.load(tmp_path / "cnn" / "model.pt", weights_only=True)
-    assert checkpoint["config"]["recurrent_steps"] == 0
-    assert not any(".recurrent." in key for key in checkpoint["state_dict"])
+    params = {**TRAIN_PARAMS, "method": "rcnn_feedforward", "max_epochs": 1}
+    train_fold_stage(tensors, folds, 1, tmp_path / "ff", **params)
+    checkpoint = torch.load(tmp_path / "ff" / "model.pt", weights_only=True)
+    assert checkpoint["config"]["recurrent"] is False and checkpoint["config"]["recurrent_steps"] == 1
+    assert sum(".recurrent." in key for key in checkpoint["state_dict"]) == 4        # each RCL's 3x3 conv
     with pytest.raises(MerflowError, match="unknown method"):
         train_fold_stage(tensors, folds, 1, tmp_path / "x", **{**params, "method": "lstm"})
 

@@ -1,5 +1,7 @@
 """The other rows of the paper's Table 2: hand-crafted baselines (LBP-TOP, LBP-SIP, TICS, MDMO, each with
-a linear SVM) and the pre-trained CNN. The plain CNN row is pipeline.train's method "cnn".
+a linear SVM) and the two single-frame CNNs (VGG-Face's architecture from scratch, "CNNs", and fine-tuned
+from the user's weights, "Pre-trained CNNs"). pipeline.train trains the RCNN and its ablation without
+recurrence.
 
 This module only names the methods and says which of them can run (it imports nothing heavy, because
 the Snakefile reads it when it builds the DAG); the methods live in the modules beside it.
@@ -10,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 HANDCRAFTED = ("lbptop", "lbpsip", "tics", "mdmo")
-BASELINES = (*HANDCRAFTED, "pretrained_cnn")
-TRAINED = ("rcnn", "cnn")                    # pipeline.train's methods, run by the train rule
+BASELINES = (*HANDCRAFTED, "cnn", "pretrained_cnn")
+TRAINED = ("rcnn", "rcnn_feedforward")       # pipeline.train's methods, run by the train rule
 NEEDS_WEIGHTS = "not run: needs pre-trained weights"
 
 

@@ -11,6 +11,9 @@ def baseline_inputs(method):
     return inputs
 
 
+FRAME_CNNS = ("cnn", "pretrained_cnn")  # VGG-16s on single frames: more threads, memory and time
+
+
 for baseline in BASELINES:
 
     rule:
@@ -27,10 +30,10 @@ for baseline in BASELINES:
             f"logs/{baseline}/{{ds}}_{{protocol}}_fold{{fold}}.log",
         conda:
             "../../environment.yml"
-        threads: config["pretrained_cnn"]["threads"] if baseline == "pretrained_cnn" else 1
+        threads: config[baseline]["threads"] if baseline in FRAME_CNNS else 1
         resources:
-            mem_mb=8000 if baseline == "pretrained_cnn" else 2000,
-            runtime=240 if baseline == "pretrained_cnn" else 30,
+            mem_mb=8000 if baseline in FRAME_CNNS else 2000,
+            runtime=240 if baseline in FRAME_CNNS else 30,
         message:
             f"{baseline} on {{wildcards.ds}}, {{wildcards.protocol}} fold {{wildcards.fold}}"
         script:

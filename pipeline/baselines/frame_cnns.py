@@ -1,17 +1,26 @@
-"""The paper's "Pre-trained CNNs" row: VGG-Face (a VGG-16, Parkhi et al. 2015) fine-tuned on single frames.
+"""The paper's two single-frame rows of Table 2: "CNNs" and "Pre-trained CNNs" (Sec. III-D).
 
-merflow cannot download weights, so the user supplies them: `pretrained_cnn.weights` names a PyTorch
-state_dict of a VGG-16 in torchvision's layout (features.0.weight ... classifier.6.bias; VGG-Face
-converted to it, or any VGG-16). Channel widths are read from the file, so the same code loads the
-full network or a small one. The convolutions and the first two fully connected layers come from
-the file; the last layer is replaced by a new one with one output per class (the 2622 identities
-of VGG-Face mean nothing here). Frames are RGB in [0, 1], standardised with ImageNet's mean and std
-(torchvision's convention), resized to input_size x input_size.
+Both are VGG-Face's architecture (a VGG-16, Parkhi et al., BMVC 2015; the paper's [17] and [30]) that
+"recognize[s] micro-expressions for single images":
+- `cnn` ("CNNs"): the architecture trained from scratch on the micro-expression frames only ("trained
+  merely with the augmented data"). Full VGG-16 widths (13 3x3 convs of 64..512 maps, fc 4096, 4096)
+  at input_size x input_size; weights initialised as torchvision initialises a VGG (Kaiming normal for
+  the convs, N(0, 0.01) for the linear layers, zero biases), seeded by `cnn.seed`. The paper gives no
+  training settings for it; the defaults are VGG-Face's own (SGD, momentum 0.9, weight decay 5e-4,
+  lr 0.01) for a fixed number of epochs, with no schedule or epoch picked on a test fold.
+- `pretrained_cnn` ("Pre-trained CNNs"): VGG-Face's weights fine-tuned. merflow cannot download
+  weights, so the user supplies them: `pretrained_cnn.weights` names a PyTorch state_dict of a VGG-16
+  in torchvision's layout (features.0.weight ... classifier.6.bias; VGG-Face converted to it, or any
+  VGG-16). Channel widths are read from the file, so the same code loads the full network or a small
+  one. The convolutions and the first two fully connected layers come from the file; the last layer
+  is replaced by a new one with one output per class (the 2622 identities of VGG-Face mean nothing
+  here).
 
-Training (Sec. III-D of the paper: "recognize micro-expressions for single images"): every training
-clip gives `frames_per_clip` frames around its apex, each labelled with its clip's class; SGD with
-momentum for `epochs` epochs. A test clip's prediction is the mean softmax over its frames. No model
-file is written (a VGG-16 is 0.5 GB per fold); predictions.csv and metrics.json are.
+Frames are RGB in [0, 1], standardised with ImageNet's mean and std (torchvision's convention),
+resized to input_size x input_size. Every training clip gives `frames_per_clip` frames around its
+apex, each labelled with its clip's class; SGD with momentum for `epochs` epochs. A test clip's
+prediction is the mean softmax over its frames. No model file is written (a VGG-16 is 0.5 GB per
+fold); predictions.csv and metrics.json are.
 
 Which frames: a single-frame classifier learns from what a frame shows, and the onset frame of a
 clip is by definition the neutral face, the same for every class; frames spread from onset to offset
@@ -29,7 +38,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +46,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from pipeline.apex import estimate_apex
 from pipeline.artifacts import provenance
@@ -48,6 +58,8 @@ from pipeline.errors import MerflowError
 VGG16_LAYOUT = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+VGG16_CONV_WIDTHS = [w for w in VGG16_LAYOUT if w != "M"]
+VGG16_FC_WIDTHS = [4096, 4096]
 DEFAULT_FPS = 100.0     # the apex estimate's smoothing window for a store that records no fps
 
 
@@ -87,6 +99,20 @@ class VGG16(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def vgg16_from_scratch(n_classes: int, seed: int) -> VGG16:
+    """VGG-16 at full width with torchvision's initialisation, seeded."""
+    torch.manual_seed(seed)
+    model = VGG16(VGG16_CONV_WIDTHS, VGG16_FC_WIDTHS, n_classes)
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0, 0.01)
+            nn.init.zeros_(module.bias)
+    return model
 
 
 def load_pretrained(weights: str | os.PathLike, n_classes: int, seed: int) -> VGG16:
@@ -150,38 +176,58 @@ def clip_frames(frames: np.ndarray, n_frames: int, input_size: int, apex: int) -
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
 
 
+def cnn_fold_stage(aligned_h5: Path, folds_csv: Path, fold: int, out_dir: Path, *, classes: Sequence[str],
+                   input_size: int, frames_per_clip: int, epochs: int, lr: float, batch_size: int, momentum: float,
+                   weight_decay: float, seed: int, threads: int) -> None:
+    """Train VGG-16 from scratch on the training clips' frames of one fold and test on the fold."""
+    params = dict(input_size=input_size, frames_per_clip=frames_per_clip, epochs=epochs, lr=lr,
+                  batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, seed=seed)
+    frame_cnn_fold(aligned_h5, folds_csv, int(fold), out_dir, lambda: vgg16_from_scratch(len(classes), seed),
+                   method="cnn", classes=classes, params=params, threads=threads)
+
+
 def pretrained_cnn_fold_stage(aligned_h5: Path, folds_csv: Path, fold: int, out_dir: Path, *, classes: Sequence[str],
                               weights: str | None, input_size: int, frames_per_clip: int, epochs: int, lr: float,
                               batch_size: int, momentum: float, weight_decay: float, seed: int, threads: int) -> None:
     """Fine-tune the user's VGG-16 on the training clips' frames of one fold and test on the fold."""
-    started = time.perf_counter()
-    fold = int(fold)
     if not weights:
         raise MerflowError("pretrained_cnn needs pretrained_cnn.weights (a VGG-16 state_dict); without it the "
                            "method is reported as not run and has no fold jobs")
     params = dict(weights=os.fspath(weights), input_size=input_size, frames_per_clip=frames_per_clip, epochs=epochs,
                   lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, seed=seed)
+    frame_cnn_fold(aligned_h5, folds_csv, int(fold), out_dir, lambda: load_pretrained(weights, len(classes), seed),
+                   method="pretrained_cnn", classes=classes, params=params, threads=threads, weights=weights)
+
+
+def frame_cnn_fold(aligned_h5: Path, folds_csv: Path, fold: int, out_dir: Path, make_model: Callable[[], VGG16], *,
+                   method: str, classes: Sequence[str], params: dict, threads: int,
+                   weights: str | os.PathLike | None = None) -> None:
+    """Train make_model() on the frames nearest the apex of the fold's training clips (params: input_size,
+    frames_per_clip, epochs, lr, batch_size, momentum, weight_decay, seed) and score the test clips by
+    their frames' mean softmax."""
+    started = time.perf_counter()
     torch.set_num_threads(threads)
     class_index = {name: i for i, name in enumerate(classes)}
     inputs, table = [], []
     for clip in iter_aligned_clips(aligned_h5):
         if clip.label not in class_index:
             raise MerflowError(f"{aligned_h5}: clip {clip.clip_id} has label {clip.label!r}, not in {list(classes)}")
-        inputs.append(clip_frames(clip.frames, frames_per_clip, input_size, clip_apex_index(clip)))
+        inputs.append(clip_frames(clip.frames, params["frames_per_clip"], params["input_size"], clip_apex_index(clip)))
         table.append({"clip_id": clip.clip_id, "subject": clip.subject, "label": clip.label})
     clips = pd.DataFrame(table)
     folds = pd.read_csv(folds_csv, dtype={"clip_id": str, "subject": str, "label": str})
     train_rows, test_rows = split_by_fold(clips, folds, fold, os.fspath(aligned_h5))
 
-    model = load_pretrained(weights, len(classes), seed)
+    model = make_model()
     x_train = torch.from_numpy(np.concatenate([inputs[r] for r in train_rows]))
     y_train = torch.from_numpy(np.concatenate([np.full(len(inputs[r]), class_index[clips["label"][r]])
                                                for r in train_rows]))
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=params["lr"], momentum=params["momentum"],
+                                weight_decay=params["weight_decay"])
+    generator = torch.Generator().manual_seed(params["seed"])
     model.train()
-    for _ in range(epochs):
-        for batch in torch.randperm(len(x_train), generator=generator).split(batch_size):
+    for _ in tqdm(range(params["epochs"]), desc=f"{method} fold {fold}", unit="epoch"):
+        for batch in torch.randperm(len(x_train), generator=generator).split(params["batch_size"]):
             loss = F.cross_entropy(model(x_train[batch]), y_train[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -190,8 +236,8 @@ def pretrained_cnn_fold_stage(aligned_h5: Path, folds_csv: Path, fold: int, out_
     with torch.inference_mode():
         probabilities = np.stack([model(torch.from_numpy(inputs[r])).softmax(dim=1).mean(dim=0).numpy()
                                   for r in test_rows]).astype(np.float64)
+    sources = {"aligned": aligned_h5, "folds": folds_csv, **({"weights": weights} if weights else {})}
     write_fold_outputs(out_dir, clips.iloc[test_rows], probabilities, classes, {
-        "n_train_clips": len(train_rows), "n_train_samples": len(x_train), "method": "pretrained_cnn", "fold": fold,
+        "n_train_clips": len(train_rows), "n_train_samples": len(x_train), "method": method, "fold": fold,
         "seconds": round(time.perf_counter() - started, 3),
-        "provenance": provenance("pretrained_cnn", {**params, "fold": fold},
-                                 {"aligned": aligned_h5, "folds": folds_csv, "weights": weights})})
+        "provenance": provenance(method, {**params, "fold": fold}, sources)})
