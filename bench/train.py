@@ -9,7 +9,7 @@ the paper's 4 epochs, plus testing every clip's 48 tensors once).
     .venv/bin/python bench/train.py --compile             # also torch.compile'd models
     .venv/bin/python bench/train.py --loader /tmp/store   # HDF5 streaming alone: can it feed a GPU?
 
-It calls the training code's own pieces (pipeline.train.autocast, to_device_images) on random uint8
+It calls the training code's own pieces (pipeline.devices.autocast, to_device_images) on random uint8
 batches already in host memory: HDF5 reading is not measured (it runs in a thread beside training);
 `--loader DIR` measures it apart, on a paper-sized store written to DIR.
 Each figure is the best of --repeats timings of --steps steps, after 2 warm-up steps; on a shared
@@ -31,8 +31,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pipeline.devices import autocast, resolve_device, to_device_images  # noqa: E402
 from pipeline.model import RCNN, RCNNConfig  # noqa: E402
-from pipeline.train import autocast, resolve_device, sgd_step, to_device_images  # noqa: E402
+from pipeline.train import sgd_step  # noqa: E402
 
 PAPER_CLIPS = {"smic": 164, "casme": 195, "casme2": 256}   # Sec. III-B
 FOLDS, VARIANTS, EPOCHS = 5, 48, 4                         # 5-fold CV, 6 x 8 jitter, lr 1e-3 halved to < 1e-4

@@ -42,7 +42,7 @@ STAGE_ORDER = ("magnify", "tensors", "train")   # the stages a setting may overr
 METHOD = "rcnn"                                 # the ablations vary the RCNN's params
 KEY_LENGTH = 10
 # The param sections the ablation table depends on (the `ablations` rule's params).
-PARAM_SECTIONS = ("ablations", "dataset", "mappings", "magnify", "tensors", "train")
+PARAM_SECTIONS = ("ablations", "dataset", "mappings", "align", "magnify", "tensors", "train")
 
 
 @dataclass(frozen=True)
@@ -233,7 +233,9 @@ def ablations_table(params: Mapping, folds: Sequence[int], check_params: bool = 
                 m = json.load(handle)
             if check_params:
                 check_fold_params(params, setting, directory, ds)
-            rows.append({"fold": fold, "accuracy": m["accuracy"], "uf1": m["uf1"], "uar": m["uar"]})
+            plain = m.get("unjittered") or {}
+            rows.append({"fold": fold, "accuracy": m["accuracy"], "uf1": m["uf1"], "uar": m["uar"],
+                         "test_views": m.get("test_views"), "accuracy_unjittered": plain.get("accuracy", np.nan)})
         scores[setting.family, setting.name] = pd.DataFrame(rows)
 
     table = []
@@ -248,6 +250,11 @@ def ablations_table(params: Mapping, folds: Sequence[int], check_params: bool = 
         for metric in ("accuracy", "uf1", "uar"):
             row[f"{metric}_mean"] = float(own[metric].mean())
             row[f"{metric}_std"] = float(own[metric].std(ddof=1)) if len(own) > 1 else 0.0
+        # The scores above are each clip's mean over its own store's views (a "1 copy" setting: 1 view);
+        # the unjittered view is the same input in every jitter setting, so it compares them alike.
+        row["test_views"] = own["test_views"].iloc[0]
+        row["accuracy_unjittered_mean"] = float(own["accuracy_unjittered"].mean())
+        row["accuracy_unjittered_std"] = float(own["accuracy_unjittered"].std(ddof=1)) if len(own) > 1 else 0.0
         row["delta_accuracy"] = float((own["accuracy"] - ref["accuracy"]).mean())
         row["p_wilcoxon"] = np.nan if setting.is_reference else wilcoxon_p(own["accuracy"], ref["accuracy"])
         for metric in ("accuracy", "uf1", "uar"):

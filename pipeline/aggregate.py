@@ -33,9 +33,11 @@ METHOD_NAMES = {"lbptop": "LBP-TOP", "lbpsip": "LBP-SIP", "tics": "TICS", "mdmo"
                 "pretrained_cnn": "Pre-trained CNNs", "cnn": "CNNs", "rcnn": "MER-RCNN",
                 "rcnn_feedforward": "MER-RCNN without recurrence (ablation)"}
 PAPER_PROTOCOL = "kfold5"
-TABLE2_COLUMNS = ["method", "method_name", "dataset", "data", "protocol", "folds", "accuracy_mean",
-                  "accuracy_std", "uf1_mean", "uf1_std", "uar_mean", "uar_std", "accuracy_pooled",
+TABLE2_COLUMNS = ["method", "method_name", "dataset", "data", "protocol", "folds", "repeats", "accuracy_mean",
+                  "accuracy_std", "accuracy_ci_low", "accuracy_ci_high", "uf1_mean", "uf1_std", "uf1_ci_low",
+                  "uf1_ci_high", "uar_mean", "uar_std", "uar_ci_low", "uar_ci_high", "accuracy_pooled",
                   "uf1_pooled", "uar_pooled", "paper_accuracy"]
+CI_LEVEL = 0.95
 
 
 def fold_key(metrics_path: str | os.PathLike) -> dict[str, str | int]:
@@ -53,16 +55,17 @@ def fold_table(metrics_paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
         with open(path) as handle:
             metrics = json.load(handle)
         rows.append({**fold_key(path), "accuracy": metrics["accuracy"], "uf1": metrics["uf1"],
-                     "uar": metrics["uar"], "n_test": metrics["n_test"], "confusion": metrics.get("confusion"),
-                     "by_source": metrics.get("by_source")})
+                     "uar": metrics["uar"], "n_test": metrics["n_test"], "n_train": metrics.get("n_train_clips"),
+                     "confusion": metrics.get("confusion"), "by_source": metrics.get("by_source")})
     columns = ["dataset", "protocol", "method", "fold", "accuracy", "uf1", "uar", "n_test",  # also when empty
-               "confusion", "by_source"]
+               "n_train", "confusion", "by_source"]
     return pd.DataFrame(rows, columns=columns).sort_values(["dataset", "protocol", "method", "fold"], ignore_index=True)
 
 
 def table2(folds: pd.DataFrame, datasets: Mapping[str, Mapping], not_run: Mapping[str, str] | None = None,
            protocols: Sequence[str] = ()) -> pd.DataFrame:
-    """Mean and sample standard deviation (ddof=1) across folds, beside the paper's accuracy.
+    """Mean, sample standard deviation (ddof=1) and a 95% confidence interval across folds (all folds
+    of all repeats: `metrics.fold_interval`), beside the paper's accuracy.
 
     The paper's number is shown only for its own protocol (5-fold); `data` says whether our number
     comes from the real dataset or from merflow's synthetic stand-in, which is not comparable.
@@ -77,10 +80,13 @@ def table2(folds: pd.DataFrame, datasets: Mapping[str, Mapping], not_run: Mappin
         paper = PAPER_TABLE2.get(method, {}).get(entry["layout"]) if protocol == PAPER_PROTOCOL else None
         row = {"method": method, "method_name": METHOD_NAMES.get(method, method), "dataset": ds,
                "data": "synthetic" if entry.get("synthetic") else "real", "protocol": protocol,
-               "folds": len(group)}
+               "folds": len(group), "repeats": repeats_of(protocol, len(group))}
+        ratio = test_to_train(group)
         for metric in ("accuracy", "uf1", "uar"):
             row[f"{metric}_mean"] = round(float(group[metric].mean()), 4)
             row[f"{metric}_std"] = round(float(group[metric].std(ddof=1)), 4) if len(group) > 1 else 0.0
+            low, high = metrics_lib.fold_interval(group[metric], ratio, CI_LEVEL)
+            row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = round(low, 4), round(high, 4)
         row.update(pooled_scores(group["confusion"].tolist()))
         row["paper_accuracy"] = paper
         rows.append(row)
@@ -103,6 +109,22 @@ def table2(folds: pd.DataFrame, datasets: Mapping[str, Mapping], not_run: Mappin
                              "folds": 0, "paper_accuracy": paper, "note": reason})
     rows.sort(key=lambda row: paper_row_order(row, list(datasets), list(protocols)))
     return pd.DataFrame(rows, columns=[*TABLE2_COLUMNS, "note"])
+
+
+def repeats_of(protocol: str, n_folds: int) -> int:
+    """How many k-fold splits `n_folds` folds of a protocol are (1 for leave-one-subject-out)."""
+    from pipeline.protocols import kfold_k
+    k = kfold_k(protocol)
+    return max(1, n_folds // k) if k else 1
+
+
+def test_to_train(group: pd.DataFrame) -> float:
+    """n_test / n_train of the folds (their means); a fold's metrics without n_train_clips count as
+    k-fold's 1 / (folds - 1)."""
+    n_train = group["n_train"].dropna()
+    if len(n_train) == len(group) and n_train.mean() > 0:
+        return float(group["n_test"].mean() / n_train.mean())
+    return 1 / max(1, len(group) - 1)
 
 
 def paper_row_order(row: Mapping, datasets: Sequence[str], protocols: Sequence[str]) -> tuple:

@@ -85,8 +85,10 @@ def dvc_stages(params: Mapping) -> dict:
     for protocol in params["protocols"]:
         by_k.setdefault(kfold_k(protocol), []).append(protocol)
 
+    repeats = params["folds"].get("repeats", 1)
+
     def planned_folds(ds: str, protocol: str) -> list[int]:
-        return list(range(kfold_k(protocol)))
+        return list(range(kfold_k(protocol) * repeats))
 
     stages: dict[str, Any] = {}
     for stage in STAGES.values():
@@ -105,7 +107,7 @@ def dvc_stages(params: Mapping) -> dict:
                 continue                        # a method that is not listed, or cannot run
             wildcards = {w: f"${{item.{w}}}" for w in stage.wildcards}
             groups = [(stage.name, list(params["protocols"]), [])] if "fold" not in stage.wildcards else \
-                [(stage.name if len(by_k) == 1 else f"{stage.name}_k{k}", protocols, list(range(k)))
+                [(stage.name if len(by_k) == 1 else f"{stage.name}_k{k}", protocols, list(range(k * repeats)))
                  for k, protocols in sorted(by_k.items())]
             for name, protocols, folds in groups:
                 matrix: dict[str, Any] = {"ds": names, "protocol": protocols}

@@ -194,6 +194,20 @@ def jitter_clip(frames: np.ndarray, *, keep_ratios: Sequence[float], kernels: Se
     return variants.reshape(len(keep_ratios) * len(kernels), 3, pixels, frames_out)
 
 
+UNJITTERED_VIEW = (1.0, "bilinear")   # every frame, linearly resampled to 30: plain temporal normalisation
+
+
+def unjittered_variant(keep_ratios: Sequence[float], kernels: Sequence[str]) -> int | None:
+    """The variant of a store (/keep_ratio and /kernel, one per variant) that is the clip unjittered:
+    keep-ratio 1.0 resampled with the bilinear kernel; None if the store's jitter has no such variant.
+    With keep-ratio 1.0 every frame is selected, so this variant is the same tensor whatever other
+    ratios and kernels a store holds: the one view every jitter setting is scored on alike."""
+    for number, (ratio, kernel) in enumerate(zip(keep_ratios, kernels, strict=True)):
+        if (float(ratio), str(kernel)) == UNJITTERED_VIEW:
+            return number
+    return None
+
+
 def count_distinct_variants(variants: np.ndarray) -> int:
     """How many of a clip's variants (axis 0) are different tensors, compared exactly (by their bytes)."""
     return len({hashlib.sha256(np.ascontiguousarray(variant).tobytes()).digest() for variant in variants})

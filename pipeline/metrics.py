@@ -82,3 +82,20 @@ def _square(cm) -> np.ndarray:
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.sum() == 0 or (cm < 0).any():
         raise ValueError(f"need a non-empty square matrix of counts, got shape {cm.shape}")
     return cm
+
+
+def fold_interval(values, test_to_train: float, level: float = 0.95) -> tuple[float, float]:
+    """A `level` confidence interval for the mean of per-fold scores from (repeated) cross-validation:
+    the corrected resampled t interval (Nadeau & Bengio, Machine Learning 2003; Bouckaert & Frank,
+    PAKDD 2004). Folds share training clips, so their scores are correlated and the plain t interval
+    (variance s^2 / n) is too narrow; the correction widens the variance to (1/n + n_test/n_train) s^2,
+    with t on n - 1 degrees of freedom. `test_to_train` is n_test / n_train of a fold (1/(k-1) for
+    k-fold). Fewer than two folds: (nan, nan)."""
+    from scipy.stats import t
+
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    if n < 2:
+        return float("nan"), float("nan")
+    half = t.ppf(0.5 + level / 2, n - 1) * np.sqrt((1 / n + test_to_train) * values.var(ddof=1))
+    return float(values.mean() - half), float(values.mean() + half)

@@ -8,6 +8,12 @@ MER work.
 
 A folds file (data/{ds}/folds/{protocol}.csv) has one row per clip: clip_id, subject, label, fold;
 fold k's test set is the clips with fold == k, its training set all the others.
+
+Repeated k-fold (`folds.repeats` R > 1): the k-fold split is drawn R times, repeat r with seed
+folds.seed + r (repeat 0 is the single split's), and the file has one row per clip and repeat:
+clip_id, subject, label, repeat, fold, with fold = r * k + i, so every fold number names one job and
+every method runs on the same R x k folds. Fold k's training set is the other clips of its own
+repeat (`repeat_of_fold`). Leave-one-subject-out has one split whatever R is.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from pipeline.artifacts import atomic_output
-from pipeline.errors import ParamsError
+from pipeline.errors import MerflowError, ParamsError
 
 PROTOCOL_NAMES = "kfold<k> (k >= 2; kfold5 is the paper's) or loso"
 SUBJECT_PROTOCOLS = ("loso",)        # one fold per subject: the fold count comes from the data
@@ -57,6 +63,36 @@ def kfold_folds(index: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:
     return _folds_table(index, fold.sort_index())
 
 
+def repeated_kfold_folds(index: pd.DataFrame, k: int, seed: int, repeats: int) -> pd.DataFrame:
+    """`repeats` k-fold splits (seeds seed, seed + 1, ...) in one table, with a repeat column and the
+    fold numbers of repeat r shifted by r * k; a single split (repeats 1) is `kfold_folds` unchanged."""
+    if repeats == 1:
+        return kfold_folds(index, k, seed)
+    tables = []
+    for repeat in range(repeats):
+        table = kfold_folds(index, k, seed + repeat)
+        tables.append(table.assign(repeat=repeat, fold=table["fold"] + repeat * k))
+    return pd.concat(tables, ignore_index=True)[["clip_id", "subject", "label", "repeat", "fold"]]
+
+
+def repeat_of_fold(folds: pd.DataFrame, fold: int) -> pd.DataFrame:
+    """The rows of the folds table that define `fold`: its repeat's (one row per clip), or the whole
+    table when it has no repeat column."""
+    if "repeat" not in folds:
+        return folds
+    repeat = folds.loc[folds["fold"] == fold, "repeat"].unique()
+    if len(repeat) != 1:
+        raise MerflowError(f"fold {fold} is not in the folds file (or is in more than one repeat: {list(repeat)})")
+    return folds[folds["repeat"] == repeat[0]].drop(columns="repeat").reset_index(drop=True)
+
+
+def planned_folds(protocol: str, repeats: int) -> list[int] | None:
+    """The fold numbers of a k-fold protocol with `repeats` repeats; None for leave-one-subject-out
+    (its folds come from the data)."""
+    k = kfold_k(protocol)
+    return None if k is None else list(range(k * repeats))
+
+
 def loso_folds(index: pd.DataFrame) -> pd.DataFrame:
     """Leave-one-subject-out: fold k tests every clip of the k-th subject in sorted order."""
     _check_clip_ids(index)
@@ -65,12 +101,12 @@ def loso_folds(index: pd.DataFrame) -> pd.DataFrame:
     return _folds_table(index, index["subject"].map(position).astype("int64"))
 
 
-def folds_stage(index_csv: Path, out_csv: Path, *, protocol: str, seed: int) -> None:
+def folds_stage(index_csv: Path, out_csv: Path, *, protocol: str, seed: int, repeats: int = 1) -> None:
     """Write the folds file of one protocol for the clips of index.csv."""
     check_protocol(protocol)
     index = pd.read_csv(index_csv, dtype={"clip_id": str, "subject": str, "label": str})
     k = kfold_k(protocol)
-    folds = kfold_folds(index, k, seed) if k is not None else loso_folds(index)
+    folds = repeated_kfold_folds(index, k, seed, repeats) if k is not None else loso_folds(index)
     with atomic_output(out_csv) as tmp:
         folds.to_csv(tmp, index=False)
 

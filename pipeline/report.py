@@ -41,25 +41,37 @@ def _figure(png: bytes, caption: str, width: int | None = None) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def _mean_std(mean: float, std: float) -> str:
+def _mean_std(mean: float, std: float, low: float = np.nan, high: float = np.nan) -> str:
+    """mean ± std, then the confidence interval [low, high] where there is one."""
     if pd.isna(mean):
         return "—"
-    return f"{mean:.3f}" if pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
+    text = f"{mean:.3f}" if pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
+    return text if pd.isna(low) or pd.isna(high) else f"{text} [{low:.2f}, {high:.2f}]"
+
+
+def _scores(row: pd.Series, metric: str) -> str:
+    return _mean_std(row[f"{metric}_mean"], row[f"{metric}_std"], row.get(f"{metric}_ci_low", np.nan),
+                     row.get(f"{metric}_ci_high", np.nan))
+
+
+def _folds_cell(row: pd.Series) -> str:
+    repeats = row.get("repeats", np.nan)
+    return f"{int(row['folds'])}" + ("" if pd.isna(repeats) or int(repeats) <= 1 else f" ({int(repeats)})")
 
 
 def table2_html(table: pd.DataFrame) -> str:
     """Table 2 as the paper prints it, ours beside the paper's accuracy. Columns that aggregate does
     not write itself (e.g. a note on a method that was not run) are shown as they are, at the end."""
     extra = [c for c in table.columns if c not in TABLE2_COLUMNS and table[c].replace("", np.nan).notna().any()]
-    header = ["method", "dataset", "data", "protocol", "folds", "accuracy (ours)", "accuracy (paper)", "UF1",
-              "UAR", "pooled accuracy / UF1 / UAR", *extra]
+    header = ["method", "dataset", "data", "protocol", "folds (repeats)", "accuracy (ours)", "accuracy (paper)",
+              "UF1", "UAR", "pooled accuracy / UF1 / UAR", *extra]
     rows = []
     for _, r in table.iterrows():
         cells = [r["method_name"], r["dataset"], r["data"], r["protocol"],
-                 "—" if pd.isna(r["folds"]) else int(r["folds"]),
-                 _mean_std(r["accuracy_mean"], r["accuracy_std"]),
+                 "—" if pd.isna(r["folds"]) else _folds_cell(r),
+                 _scores(r, "accuracy"),
                  "—" if pd.isna(r["paper_accuracy"]) else f"{r['paper_accuracy']:.3f}",
-                 _mean_std(r["uf1_mean"], r["uf1_std"]), _mean_std(r["uar_mean"], r["uar_std"]),
+                 _scores(r, "uf1"), _scores(r, "uar"),
                  "—" if pd.isna(r.get("accuracy_pooled")) else
                  " / ".join(f"{r[f'{m}_pooled']:.3f}" for m in ("accuracy", "uf1", "uar")),
                  *["" if pd.isna(r[c]) else r[c] for c in extra]]
@@ -96,7 +108,10 @@ def report_stage(table_csv: str | os.PathLike, metrics_paths: Sequence[str], pre
         return png
 
     parts = ["<h2>Table 2: ours beside the paper's</h2>",
-             '<p class="note">Mean ± sample standard deviation across folds. Rows with <em>data = '
+             '<p class="note">Mean ± sample standard deviation across folds (all folds of all repeats; '
+             "folds (repeats) counts them), then the 95% confidence interval of the mean, corrected for the "
+             "training clips that folds share (Nadeau and Bengio's corrected resampled t; docs: outputs and "
+             "metrics): two rows whose intervals overlap are not shown to differ. Rows with <em>data = "
              "synthetic</em> come from merflow's synthetic stand-in for the dataset and are not comparable "
              "with the paper's numbers on the real one.</p>", table2_html(table)]
     if len(folds):
@@ -126,6 +141,7 @@ def report_stage(table_csv: str | os.PathLike, metrics_paths: Sequence[str], pre
                   '<p class="note">Every clip becomes keep-ratios × resampling methods tensors (48 in the '
                   "paper): a random selection of 100 %, 90 %, …, 50 % of its frames, resampled to 30 frames "
                   "with 8 kernels. Test predictions average the softmax over all of them.</p>"]
+        parts.append(distinct_variants_html(tensors_paths))
         for tensors_h5 in tensors_paths:
             ds = Path(tensors_h5).parent.name
             fig, clip_id = jitter_figure(tensors_h5)
@@ -159,6 +175,27 @@ def report_stage(table_csv: str | os.PathLike, metrics_paths: Sequence[str], pre
                 (tmp_dir / kind / f"{stem}.png").write_bytes(png)
 
 
+def distinct_variants_html(tensors_paths: Sequence[str]) -> str:
+    """Per dataset: how many of each clip's variants are different tensors (tensors.h5 /distinct_variants).
+    A keep-ratio that selects 30 frames or fewer gives fewer distinct kernels, so short clips have fewer."""
+    import h5py
+
+    from pipeline.jitter import distinct_variants_summary
+    lines = []
+    for tensors_h5 in tensors_paths:
+        with h5py.File(tensors_h5, "r") as h5:
+            if "distinct_variants" not in h5:
+                continue
+            counts, variants = h5["distinct_variants"][()].tolist(), int(h5["x"].shape[1])
+        lines.append(f"<li>{html.escape(Path(tensors_h5).parent.name)}: "
+                     f"{html.escape(distinct_variants_summary(counts, variants))}</li>")
+    if not lines:
+        return ""
+    return ('<p class="note">Distinct variants: a selection of 30 frames or fewer resamples alike with several '
+            "kernels (docs: reproducing the paper), so short clips have fewer different tensors than variants."
+            "</p><ul>" + "".join(lines) + "</ul>")
+
+
 def notes_html(index_paths: Sequence[str]) -> str:
     """A table of every clip with a note in the datasets' index.csv files, or a line saying there are none."""
     rows = []
@@ -186,13 +223,16 @@ def one_clip_per_subject(pngs: list[Path]) -> list[Path]:
 
 def ablations_page(table: pd.DataFrame, figures: Mapping[str, bytes]) -> str:
     """results/ablations.html: the ablation table and one figure per family, images embedded."""
-    header = ["family", "setting", "overrides", "folds", "accuracy", "Δ accuracy", "p (Wilcoxon)", "UF1", "UAR",
-              "per-fold accuracy", "reran", "seconds"]
+    header = ["family", "setting", "overrides", "folds", "test views", "accuracy", "accuracy (unjittered view)",
+              "Δ accuracy", "p (Wilcoxon)", "UF1", "UAR", "per-fold accuracy", "reran", "seconds"]
     rows = []
     for _, r in table.iterrows():
         cells = [r["family"], f"{r['setting']} (reference)" if r["reference"] else r["setting"],
                  "" if pd.isna(r["overrides"]) else r["overrides"], int(r["folds"]),
-                 _mean_std(r["accuracy_mean"], r["accuracy_std"]), f"{r['delta_accuracy']:+.3f}",
+                 "—" if pd.isna(r.get("test_views")) else int(r["test_views"]),
+                 _mean_std(r["accuracy_mean"], r["accuracy_std"]),
+                 _mean_std(r.get("accuracy_unjittered_mean", np.nan), r.get("accuracy_unjittered_std", np.nan)),
+                 f"{r['delta_accuracy']:+.3f}",
                  "—" if pd.isna(r["p_wilcoxon"]) else f"{r['p_wilcoxon']:.3g}",
                  _mean_std(r["uf1_mean"], r["uf1_std"]), _mean_std(r["uar_mean"], r["uar_std"]),
                  r["fold_accuracy"], "" if pd.isna(r["stages_rerun"]) else r["stages_rerun"], f"{r['seconds']:.0f}"]
@@ -200,7 +240,10 @@ def ablations_page(table: pd.DataFrame, figures: Mapping[str, bytes]) -> str:
     parts = ['<p class="note">Each setting changes only what its overrides name; the folds are the main '
              "pipeline's. Δ accuracy: the mean paired difference from the family's reference on the same folds; "
              "p: two-sided Wilcoxon signed-rank test of the per-fold accuracies against the reference (with 5 "
-             "folds it cannot go below 0.0625). Seconds: wall time of the jobs the setting reran.</p>",
+             "folds it cannot go below 0.0625). Accuracy: each test clip scored by its mean softmax over its "
+             "store's test views (a setting with one copy per clip has one view); accuracy (unjittered view): "
+             "scored on the clip's keep-ratio 1.0, bilinear view alone, the same input in every jitter setting. "
+             "Seconds: wall time of the jobs the setting reran.</p>",
              '<table class="table2"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in header)
              + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>"]
     parts += [_figure(png, f"{family}: accuracy against the setting") for family, png in figures.items()]

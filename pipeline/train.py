@@ -39,12 +39,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -58,12 +56,14 @@ from tqdm import tqdm
 from pipeline import metrics
 from pipeline.artifacts import atomic_output, canonical_json, file_sha256, provenance
 from pipeline.composite import confusion_by_source
+from pipeline.devices import autocast, check_precision, resolve_device, set_determinism, to_device, to_device_images
 from pipeline.errors import MerflowError
+from pipeline.jitter import UNJITTERED_VIEW, unjittered_variant
 from pipeline.model import RCNN, RCNNConfig
+from pipeline.protocols import repeat_of_fold
 
 # "rcnn_feedforward": the same network with only the recurrence removed (pipeline/model.py)
 METHODS = ("rcnn", "rcnn_feedforward")
-PRECISIONS = ("fp32", "bf16")        # train.precision: the dtype of autocast's convs (see `autocast`)
 SHUFFLE_BUFFER_BYTES = 512 * 2**20   # ~60 CASME II clips x 48 variants; two such buffers at most
 
 
@@ -84,7 +84,9 @@ def read_clip_table(h5: h5py.File) -> pd.DataFrame:
 
 
 def split_fold(clips: pd.DataFrame, folds: pd.DataFrame, fold: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices (into /x) of the training clips (fold != `fold`) and the test clips (fold == `fold`)."""
+    """Row indices (into /x) of the training clips (fold != `fold`, in its repeat) and the test clips
+    (fold == `fold`)."""
+    folds = repeat_of_fold(folds, fold)
     problems = []
     for name, table in (("tensors", clips), ("folds", folds)):
         duplicated = table["clip_id"][table["clip_id"].duplicated()].tolist()
@@ -201,62 +203,6 @@ def lr_schedule(lr: float, lr_decay: float, min_lr: float, max_epochs: int) -> l
     return rates
 
 
-# --- device -----------------------------------------------------------------------------------------
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise MerflowError(f"train.device is {device!r} but torch sees no CUDA device (use auto or cpu)")
-    return torch.device(device)
-
-
-def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A host array on the device; on CUDA through pinned memory, so the copy does not wait for
-    the GPU to finish the previous batch."""
-    tensor = torch.from_numpy(array)
-    if device.type == "cuda":
-        tensor = tensor.pin_memory().to(device, non_blocking=True)
-    return tensor
-
-
-def to_device_images(samples: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 clips on the device in channels_last (~2x faster convs for this net, also on CPU); they
-    become float inside the model, so only a quarter of the bytes cross to a GPU."""
-    return to_device(samples, device).contiguous(memory_format=torch.channels_last)
-
-
-def autocast(device: torch.device, precision: str = "fp32"):
-    """bf16 autocast (convs and the linear layer compute in bf16; the weights, BatchNorm's statistics and
-    the loss stay fp32) or plain fp32, the default: bf16's speed and how it learns depend on the CPU
-    (bench/README.md, "Precision and CPU kernel paths")."""
-    if precision not in PRECISIONS:
-        raise MerflowError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
-    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-
-
-def check_precision(device: torch.device, precision: str) -> None:
-    """Refuse an unknown precision before any work; warn when bf16 is asked of a CPU that has no
-    native bf16 (it still works, only slowly)."""
-    if precision not in PRECISIONS:
-        raise MerflowError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        print("warning: train.precision is bf16 but this CPU has no native bf16 (avx512_bf16/AMX); "
-              "training will be slower than with fp32", file=sys.stderr)
-
-
-def set_determinism(deterministic: bool) -> None:
-    """train.deterministic: cuDNN's autotuner off and torch's deterministic algorithms on (an error
-    where an op has none), so a GPU run gives the same weights every time; off, cuDNN picks the
-    fastest kernels per shape, which can differ from run to run. The CPU path is deterministic
-    either way. CUBLAS_WORKSPACE_CONFIG is what cuBLAS needs for deterministic matrix products."""
-    torch.backends.cudnn.benchmark = not deterministic
-    torch.backends.cudnn.deterministic = deterministic
-    torch.use_deterministic_algorithms(deterministic)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-
 # --- training and testing ---------------------------------------------------------------------------
 
 def sgd_step(model: RCNN, optimizer: torch.optim.Optimizer, samples: np.ndarray, labels: np.ndarray,
@@ -292,26 +238,44 @@ def train_one_epoch(model: RCNN, optimizer: torch.optim.Optimizer, batches, n_ba
 
 
 @torch.inference_mode()
-def clip_softmax(model: torch.nn.Module, variants: np.ndarray, batch_size: int, device: torch.device,
-                 precision: str) -> np.ndarray:
-    """Class probabilities (C,) of one clip: the mean of the softmax over its V jitter variants
-    (test-time averaging over the temporal-jitter copies of Sec. II-D). The stage's testing and
-    `merflow predict` both call this, in the precision and batch size the model was trained with, so
-    a checkpoint reproduces its predictions.csv on the machine that wrote it."""
+def view_softmax(model: torch.nn.Module, variants: np.ndarray, batch_size: int, device: torch.device,
+                 precision: str) -> torch.Tensor:
+    """Class probabilities (V, C), float32 on the CPU, of each of one clip's V jitter variants."""
     model.eval()
     softmax = []
     for start in range(0, len(variants), batch_size):
         with autocast(device, precision):
             logits = model(to_device_images(np.ascontiguousarray(variants[start:start + batch_size]), device))
         softmax.append(logits.float().softmax(dim=1))
-    return torch.cat(softmax).mean(dim=0).cpu().numpy().astype(np.float64)
+    return torch.cat(softmax).cpu()
+
+
+def clip_softmax(model: torch.nn.Module, variants: np.ndarray, batch_size: int, device: torch.device,
+                 precision: str) -> np.ndarray:
+    """Class probabilities (C,) of one clip: the mean of the softmax over its V jitter variants
+    (test-time averaging over the temporal-jitter copies of Sec. II-D). The stage's testing and
+    `merflow predict` both call this, in the precision and batch size the model was trained with, so
+    a checkpoint reproduces its predictions.csv on the machine that wrote it."""
+    return mean_over_views(view_softmax(model, variants, batch_size, device, precision))
+
+
+def mean_over_views(views: torch.Tensor) -> np.ndarray:
+    return views.mean(dim=0).numpy().astype(np.float64)
 
 
 def predict_clips(model: torch.nn.Module, x: h5py.Dataset | np.ndarray, rows: np.ndarray, batch_size: int,
-                  device: torch.device, precision: str = "fp32") -> np.ndarray:
-    """Class probabilities (len(rows), C) per clip (`clip_softmax`), one clip (one HDF5 chunk) at a time."""
-    return np.stack([clip_softmax(model, x[row], batch_size, device, precision)
-                     for row in tqdm(rows, desc="test clips", unit="clip", file=sys.stderr)])
+                  device: torch.device, precision: str = "fp32",
+                  unjittered: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class probabilities (len(rows), C) per clip, one clip (one HDF5 chunk) at a time: the mean over
+    its views (`clip_softmax`), and those of its unjittered view alone (variant `unjittered`; None
+    when the store has none)."""
+    means, plain = [], []
+    for row in tqdm(rows, desc="test clips", unit="clip", file=sys.stderr):
+        views = view_softmax(model, x[row], batch_size, device, precision)
+        means.append(mean_over_views(views))
+        if unjittered is not None:
+            plain.append(views[unjittered].numpy().astype(np.float64))
+    return np.stack(means), (np.stack(plain) if unjittered is not None else None)
 
 
 def predictions_table(test: pd.DataFrame, probabilities: np.ndarray, classes: list[str]) -> pd.DataFrame:
@@ -330,7 +294,8 @@ def predictions_table(test: pd.DataFrame, probabilities: np.ndarray, classes: li
 # --- epoch checkpoints: resuming a killed fold -------------------------------------------------------
 
 CHECKPOINT_NAME = "checkpoint.pt"
-CODE_FILES = (Path(__file__), Path(__file__).with_name("model.py"))   # what the training maths runs
+CODE_FILES = (Path(__file__), Path(__file__).with_name("model.py"), Path(__file__).with_name("devices.py"))
+# (what the training maths runs)
 
 
 def resume_key(params: dict, tensors_h5: Path, folds_csv: Path) -> str:
@@ -424,6 +389,7 @@ class FoldData:
     n_variants: int
     pixels: int
     frames: int
+    unjittered: int | None = None    # the variant that is the clip unjittered (`jitter.unjittered_variant`)
 
 
 def read_fold(h5: h5py.File, tensors_h5: Path, folds: pd.DataFrame, fold: int) -> FoldData:
@@ -438,8 +404,11 @@ def read_fold(h5: h5py.File, tensors_h5: Path, folds: pd.DataFrame, fold: int) -
     if named != clips["label"].tolist():
         raise MerflowError(f"{tensors_h5}: /label_index does not match /label under classes {classes}")
     train_rows, test_rows = split_fold(clips, folds, fold)
+    unjittered = None
+    if "keep_ratio" in h5 and "kernel" in h5:
+        unjittered = unjittered_variant(h5["keep_ratio"][()].tolist(), h5["kernel"].asstr()[()].tolist())
     return FoldData(clips, classes, train_rows, test_rows, n_variants=x.shape[1], pixels=x.shape[3],
-                    frames=x.shape[4])
+                    frames=x.shape[4], unjittered=unjittered)
 
 
 def build_model(config: RCNNConfig, mean: list[float], std: list[float], device: torch.device, *, lr: float,
@@ -497,15 +466,25 @@ def fit_or_resume(model: RCNN, forward_model: torch.nn.Module, optimizer: torch.
 
 
 def fold_metrics(data: FoldData, probabilities: np.ndarray, fit: Fit, *, epochs: int, seconds: float,
-                 device: torch.device, precision: str, method: str, fold: int) -> dict:
-    """metrics.json: the test fold's scores, what was trained on, and how long it took."""
+                 device: torch.device, precision: str, method: str, fold: int,
+                 unjittered: np.ndarray | None = None) -> dict:
+    """metrics.json: the test fold's scores (on the mean over each clip's views; `unjittered`: on its
+    unjittered view alone), what was trained on, and how long it took."""
     n_classes = len(data.classes)
     y_true, y_pred = data.clips["label_index"].to_numpy()[data.test_rows], probabilities.argmax(axis=1)
+    plain = None
+    if unjittered is not None:
+        plain_pred = unjittered.argmax(axis=1)
+        plain = {"keep_ratio": UNJITTERED_VIEW[0], "kernel": UNJITTERED_VIEW[1],
+                 "accuracy": metrics.accuracy(y_true, plain_pred), "uf1": metrics.uf1(y_true, plain_pred, n_classes),
+                 "uar": metrics.uar(y_true, plain_pred, n_classes)}
     scores = {
         "accuracy": metrics.accuracy(y_true, y_pred),
         "uf1": metrics.uf1(y_true, y_pred, n_classes),
         "uar": metrics.uar(y_true, y_pred, n_classes),
         "confusion": metrics.confusion(y_true, y_pred, n_classes).tolist(),
+        "test_views": data.n_variants,      # the scores above: each clip's mean softmax over these views
+        "unjittered": plain,                # the scores on each clip's unjittered view alone (None: no such view)
         "classes": data.classes,
         "n_test": len(data.test_rows),
         "n_train_clips": len(data.train_rows),
@@ -584,10 +563,11 @@ def train_fold_stage(tensors_h5: Path, folds_csv: Path, fold: int, out_dir: Path
         fit = fit_or_resume(model, forward_model, optimizer, x, data, rates, rng, batch_size=batch_size,
                             device=torch_device, precision=precision, checkpoint_path=out_dir / CHECKPOINT_NAME,
                             key=resume_key(params, tensors_h5, folds_csv), name=f"{method} fold {fold}")
-        probabilities = predict_clips(forward_model, x, data.test_rows, batch_size, torch_device, precision)
+        probabilities, unjittered = predict_clips(forward_model, x, data.test_rows, batch_size, torch_device,
+                                                  precision, data.unjittered)
 
     predictions = predictions_table(data.clips.iloc[data.test_rows], probabilities, data.classes)
     scores = fold_metrics(data, probabilities, fit, epochs=len(rates), seconds=round(time.perf_counter() - started, 3),
-                          device=torch_device, precision=precision, method=method, fold=fold)
+                          device=torch_device, precision=precision, method=method, fold=fold, unjittered=unjittered)
     write_fold_outputs(out_dir, model, mean, std, params, {"tensors": tensors_h5, "folds": folds_csv}, predictions,
                        fit.log, scores)

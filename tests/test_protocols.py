@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from pipeline.errors import ParamsError
-from pipeline.protocols import fold_numbers, folds_stage, kfold_folds, loso_folds
+from pipeline.protocols import fold_numbers, folds_stage, kfold_folds, loso_folds, repeat_of_fold
 from pipeline.train import shuffled_batches, split_fold
 
 INDEX_COLUMNS = ["dataset", "clip_id", "subject", "episode", "emotion", "label", "label_index", "onset",
@@ -106,6 +106,33 @@ def test_folds_stage_writes_the_protocols_and_their_fold_numbers(tmp_path):
     for name in ("loocv", "kfold1", "kfold05", "kfold"):
         with pytest.raises(ParamsError, match=r"valid: kfold<k> \(k >= 2; kfold5 is the paper's\) or loso"):
             folds_stage(index_csv, tmp_path / "folds" / "x.csv", protocol=name, seed=0)
+
+
+def test_repeated_kfold_draws_the_split_once_per_repeat_in_one_file(tmp_path):
+    """folds.repeats 3 with kfold5: 15 folds, repeat r drawn with seed + r (repeat 0 is the single split's),
+    every clip tested once per repeat, and a fold trains on the other clips of its own repeat only."""
+    index_csv = tmp_path / "index.csv"
+    index = make_index({"positive": 12, "negative": 15, "others": 9}, ["01", "02", "10", "11", "03"])
+    index.to_csv(index_csv, index=False)
+    folds_stage(index_csv, tmp_path / "kfold5.csv", protocol="kfold5", seed=4, repeats=3)
+    folds_stage(index_csv, tmp_path / "loso.csv", protocol="loso", seed=4, repeats=3)
+    folds = pd.read_csv(tmp_path / "kfold5.csv", dtype={"subject": str})
+    assert folds.columns.tolist() == ["clip_id", "subject", "label", "repeat", "fold"] and len(folds) == 3 * 36
+    assert fold_numbers(tmp_path / "kfold5.csv") == list(range(15))
+    assert folds.groupby(["clip_id", "repeat"]).size().eq(1).all() and folds.groupby("clip_id").size().eq(3).all()
+    for repeat in range(3):
+        drawn = kfold_folds(index, 5, seed=4 + repeat)
+        mine = folds[folds["repeat"] == repeat].drop(columns="repeat").reset_index(drop=True)
+        assert mine.assign(fold=mine["fold"] - 5 * repeat).equals(drawn)
+    assert not folds[folds["repeat"] == 1]["fold"].equals(folds[folds["repeat"] == 2]["fold"] - 5)   # new draws
+    eleven = repeat_of_fold(folds, 11)                                   # fold 11 = repeat 2, part 1
+    assert len(eleven) == 36 and set(eleven["fold"]) == {10, 11, 12, 13, 14}
+    clips = eleven[["clip_id", "subject", "label"]].assign(label_index=0)
+    train, test = split_fold(clips, folds, 11)
+    assert len(train) + len(test) == 36
+    assert set(clips["clip_id"][test]) == set(eleven.loc[eleven["fold"] == 11, "clip_id"])
+    loso = pd.read_csv(tmp_path / "loso.csv", dtype={"subject": str})
+    assert "repeat" not in loso and fold_numbers(tmp_path / "loso.csv") == [0, 1, 2, 3, 4]   # one split of subjects
 
 
 # --- every jittered copy of a clip stays on its clip's side of every split ----------------------------

@@ -102,9 +102,30 @@ def test_table2_is_on_the_page_ours_beside_the_papers(run):
     assert len(rows) == 3
     cells = [re.findall(r"<td>(.*?)</td>", row) for row in rows]
     mer_rcnn = next(c for c in cells if c[0] == "MER-RCNN")
-    assert mer_rcnn[6] == "0.658" and re.fullmatch(r"0\.\d{3} ± 0\.\d{3}", mer_rcnn[5])
+    assert mer_rcnn[6] == "0.658" and re.fullmatch(r"0\.\d{3} ± 0\.\d{3} \[-?\d\.\d\d, \d\.\d\d\]", mer_rcnn[5])
+    assert re.search(r"<li>casme2: distinct variants per clip: min/median/max \d+/\d+/\d+ of \d+</li>", page)
     not_run = next(c for c in cells if c[0] == "Pre-trained CNNs")
     assert not_run[5] == "—" and not_run[6] == "0.304" and not_run[-1] == "not run: needs pre-trained weights"
+
+
+def test_table2_gives_repeats_and_the_corrected_interval_over_all_folds(tmp_path):
+    """10 folds of kfold5 (folds.repeats 2): repeats 2, and the 95% interval is the corrected resampled t
+    over all 10 folds, mean +- t(9, .975) sqrt((1/10 + 12/48) s^2), t(9, .975) = 2.2622."""
+    accuracies = [0.5, 0.6, 0.4, 0.7, 0.55, 0.45, 0.65, 0.5, 0.6, 0.35]
+    paths = []
+    for fold, accuracy in enumerate(accuracies):
+        fold_dir = tmp_path / "results" / "casme2" / "kfold5" / "rcnn" / f"fold{fold}"
+        fold_dir.mkdir(parents=True)
+        (fold_dir / "metrics.json").write_text(json.dumps({"accuracy": accuracy, "uf1": accuracy, "uar": accuracy,
+                                                           "n_test": 12, "n_train_clips": 48}))
+        paths.append(fold_dir / "metrics.json")
+    aggregate_stage(paths, tmp_path / "table2.csv", datasets=DATASETS)
+    row = pd.read_csv(tmp_path / "table2.csv").iloc[0]
+    assert (row["folds"], row["repeats"]) == (10, 2)
+    half = 2.2622 * np.sqrt((1 / 10 + 12 / 48) * np.var(accuracies, ddof=1))
+    assert row["accuracy_ci_low"] == pytest.approx(np.mean(accuracies) - half, abs=1e-4)
+    assert row["accuracy_ci_high"] == pytest.approx(np.mean(accuracies) + half, abs=1e-4)
+    assert row["uar_ci_low"] == row["accuracy_ci_low"]
 
 
 def test_every_figure_is_embedded_and_also_written_as_png(run):

@@ -174,6 +174,7 @@ def test_fold_outputs_and_columns(trained):
     for key in ("accuracy", "uf1", "uar", "confusion", "n_test", "epochs", "seconds", "samples_per_second"):
         assert key in scores
     assert scores["epochs"] == len(log) and scores["n_test"] == len(predictions) == 8
+    assert scores["test_views"] == VARIANTS and scores["unjittered"] is None    # a store without /keep_ratio
 
 
 def test_test_fold_is_exactly_the_held_out_clips(trained):
@@ -239,6 +240,28 @@ def test_bf16_forward_is_fp32_within_bf16_rounding():
     bound = 2 * 2.0 ** -8 * magnitude + 2.0 ** -8 * exact.abs() + 1e-6
     assert approx.dtype == torch.float32 and (approx - exact).abs().le(bound).all()
     assert (approx - exact).abs().max() > 0          # bf16 was really used
+
+
+def test_test_clips_are_scored_on_the_mean_over_views_and_on_the_unjittered_view(tmp_path):
+    """A store that says which variant is keep-ratio 1.0 + bilinear: metrics.json also scores each test
+    clip on that view alone, as the checkpoint scores it."""
+    tensors, folds = write_tiny_store(tmp_path, n_clips=12)
+    with h5py.File(tensors, "a") as h5:
+        h5["keep_ratio"] = [0.9, 0.9, 1.0, 1.0][:VARIANTS]
+        h5["kernel"] = ["nearest", "bilinear", "nearest", "bilinear"][:VARIANTS]
+    train_fold_stage(tensors, folds, 1, tmp_path / "out", **{**TRAIN_PARAMS, "max_epochs": 2})
+    scores = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    plain = scores["unjittered"]
+    assert (plain["keep_ratio"], plain["kernel"], scores["test_views"]) == (1.0, "bilinear", VARIANTS)
+    checkpoint = load_checkpoint(tmp_path / "out" / "model.pt")
+    model = build_model(checkpoint)
+    predictions = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    with h5py.File(tensors, "r") as h5:
+        ids = list(h5["clip_id"].asstr()[()])
+        views = [h5["x"][ids.index(c)][3:4] for c in predictions["clip_id"]]     # the unjittered view alone
+        labels = [int(h5["label_index"][ids.index(c)]) for c in predictions["clip_id"]]
+    predicted = [int(np.argmax(mean_softmax(model, view, checkpoint))) for view in views]
+    assert plain["accuracy"] == pytest.approx(metrics.accuracy(labels, predicted))
 
 
 def test_the_feedforward_method_removes_only_the_recurrence(tmp_path):

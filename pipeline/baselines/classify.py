@@ -32,14 +32,17 @@ from sklearn.svm import SVC
 from pipeline import metrics
 from pipeline.artifacts import atomic_output
 from pipeline.errors import MerflowError
+from pipeline.protocols import repeat_of_fold
 
 
 def split_by_fold(clips: pd.DataFrame, folds: pd.DataFrame, fold: int, source: str) -> tuple[np.ndarray, np.ndarray]:
     """Row positions in `clips` (clip_id, subject, label) of the training and the test clips of `fold`.
 
     Every clip must be in the folds file with the same subject and label, and vice versa, so that a
-    baseline is scored on exactly the clips the RCNN is scored on.
+    baseline is scored on exactly the clips the RCNN is scored on. With repeated folds, the training
+    clips are the others of the fold's repeat.
     """
+    folds = repeat_of_fold(folds, fold)
     problems = []
     missing = sorted(set(clips["clip_id"]) - set(folds["clip_id"]))
     extra = sorted(set(folds["clip_id"]) - set(clips["clip_id"]))

@@ -37,6 +37,7 @@ from pipeline.baselines.lbptop import lbptop_features
 from pipeline.baselines.mdmo import mdmo_features
 from pipeline.baselines.tics import fit_colour_space, sample_pixels, tics_features
 from pipeline.errors import BadInputError
+from pipeline.protocols import repeat_of_fold
 
 
 def clip_features(aligned_h5: Path, feature: Callable[[AlignedClip], np.ndarray]) -> tuple[np.ndarray, pd.DataFrame]:
@@ -102,7 +103,7 @@ def tics_fold_stage(aligned_h5: Path, folds_csv: Path, fold: int, out_dir: Path,
     started = time.perf_counter()
     params = dict(height=height, width=width, frames=frames, points=list(points), radii=list(radii),
                   blocks=list(blocks), pixels_per_clip=pixels_per_clip)
-    folds = pd.read_csv(folds_csv, dtype={"clip_id": str})
+    folds = repeat_of_fold(pd.read_csv(folds_csv, dtype={"clip_id": str}), int(fold))
     training = set(folds.loc[folds["fold"] != int(fold), "clip_id"])
     rng = np.random.default_rng(svm_seed)
 

@@ -1,0 +1,72 @@
+"""Where training runs: the torch device, host-to-device copies, bf16 autocast, determinism.
+
+Shared by pipeline/train.py and `merflow predict`, so that a checkpoint is evaluated the way it was
+tested (same precision, same memory layout).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+
+from pipeline.errors import MerflowError
+
+PRECISIONS = ("fp32", "bf16")        # train.precision: the dtype of autocast's convs (see `autocast`)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MerflowError(f"train.device is {device!r} but torch sees no CUDA device (use auto or cpu)")
+    return torch.device(device)
+
+
+def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array on the device; on CUDA through pinned memory, so the copy does not wait for
+    the GPU to finish the previous batch."""
+    tensor = torch.from_numpy(array)
+    if device.type == "cuda":
+        tensor = tensor.pin_memory().to(device, non_blocking=True)
+    return tensor
+
+
+def to_device_images(samples: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 clips on the device in channels_last (~2x faster convs for this net, also on CPU); they
+    become float inside the model, so only a quarter of the bytes cross to a GPU."""
+    return to_device(samples, device).contiguous(memory_format=torch.channels_last)
+
+
+def autocast(device: torch.device, precision: str = "fp32"):
+    """bf16 autocast (convs and the linear layer compute in bf16; the weights, BatchNorm's statistics and
+    the loss stay fp32) or plain fp32, the default: bf16's speed and how it learns depend on the CPU
+    (bench/README.md, "Precision and CPU kernel paths")."""
+    if precision not in PRECISIONS:
+        raise MerflowError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+
+
+def check_precision(device: torch.device, precision: str) -> None:
+    """Refuse an unknown precision before any work; warn when bf16 is asked of a CPU that has no
+    native bf16 (it still works, only slowly)."""
+    if precision not in PRECISIONS:
+        raise MerflowError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        print("warning: train.precision is bf16 but this CPU has no native bf16 (avx512_bf16/AMX); "
+              "training will be slower than with fp32", file=sys.stderr)
+
+
+def set_determinism(deterministic: bool) -> None:
+    """train.deterministic: cuDNN's autotuner off and torch's deterministic algorithms on (an error
+    where an op has none), so a GPU run gives the same weights every time; off, cuDNN picks the
+    fastest kernels per shape, which can differ from run to run. The CPU path is deterministic
+    either way. CUBLAS_WORKSPACE_CONFIG is what cuBLAS needs for deterministic matrix products."""
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    torch.use_deterministic_algorithms(deterministic)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
