@@ -3,6 +3,7 @@ the stage's store, QC images and apex table on a tiny aligned store, STSTNet's a
 parameter counts against the papers' layers, and flow -> both networks -> Table 2 -> report end to end."""
 
 import json
+import os
 
 import cv2
 import h5py
@@ -256,7 +257,6 @@ def test_flow_networks_run_per_fold_into_table2_and_the_report(flow_run):
 
     (data / "align_qc").mkdir()
     (data / "magnify_qc").mkdir()
-    import os
     cwd = os.getcwd()
     os.chdir(root)
     try:
