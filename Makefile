@@ -15,6 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
+	@# opencv-contrib-python-headless (cv2.optflow, the flow stage) replaces the plain build; both write cv2/,
+	@# so a venv made before the switch drops the plain one first
+	$(BIN)/pip uninstall --quiet --yes opencv-python-headless 2>/dev/null || true
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 

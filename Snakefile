@@ -19,6 +19,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/baselines.smk"
+include: "workflow/rules/flow.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/ablations.smk"
 

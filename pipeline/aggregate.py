@@ -2,7 +2,8 @@
 
 `aggregate_stage` reads every fold's metrics.json (results/{ds}/{protocol}/{method}/fold{k}/) and
 writes results/table2.csv: mean and sample standard deviation across folds, the scores of all folds'
-test predictions pooled, and the paper's accuracy where the paper reports one. With DVC it also
+test predictions pooled, the paper's accuracy where the paper reports one, and the published UF1 and UAR
+on MEGC 2019's composite (`MEGC2019_PUBLISHED`) on the rows of a MEGC 2019 composite and its sources. With DVC it also
 writes the table's numbers as JSON (`dvc metrics`) and the per-fold scores as CSV (`dvc plots`).
 """
 
@@ -31,13 +32,40 @@ PAPER_TABLE2: dict[str, dict[str, float]] = {
 }
 METHOD_NAMES = {"lbptop": "LBP-TOP", "lbpsip": "LBP-SIP", "tics": "TICS", "mdmo": "MDMO",
                 "pretrained_cnn": "Pre-trained CNNs", "cnn": "CNNs", "rcnn": "MER-RCNN",
-                "rcnn_feedforward": "MER-RCNN without recurrence (ablation)"}
+                "rcnn_feedforward": "MER-RCNN without recurrence (ablation)", "off_apexnet": "OFF-ApexNet",
+                "ststnet": "STSTNet"}
+
+# Published UF1 and UAR on MEGC 2019's composite (SMIC-HS + CASME II + SAMM, 3 classes, LOSO over its 68
+# subjects, scores of all folds' predictions pooled), overall ("full") and per source dataset (keyed by
+# layout). LBP-TOP and OFF-ApexNet: the challenge's baselines as See et al. report them ("MEGC 2019 - The
+# Second Facial Micro-Expressions Grand Challenge", FG 2019); STSTNet: Liong et al., FG 2019.
+MEGC2019_PUBLISHED: dict[str, dict[str, dict[str, float]]] = {
+    "lbptop": {"full": {"uf1": 0.5882, "uar": 0.5785}, "smic": {"uf1": 0.2000, "uar": 0.5280},
+               "casme2": {"uf1": 0.7026, "uar": 0.7429}, "samm": {"uf1": 0.3954, "uar": 0.4102}},
+    "off_apexnet": {"full": {"uf1": 0.7196, "uar": 0.7096}, "smic": {"uf1": 0.6817, "uar": 0.6695},
+                    "casme2": {"uf1": 0.8764, "uar": 0.8681}, "samm": {"uf1": 0.5409, "uar": 0.5392}},
+    "ststnet": {"full": {"uf1": 0.7353, "uar": 0.7605}, "smic": {"uf1": 0.6801, "uar": 0.7013},
+                "casme2": {"uf1": 0.8382, "uar": 0.8686}, "samm": {"uf1": 0.6588, "uar": 0.6810}},
+}
+MEGC2019 = "megc2019"   # a dataset entry with `composite: megc2019` (or layout megc2019) is MEGC 2019's composite
 PAPER_PROTOCOL = "kfold5"
 TABLE2_COLUMNS = ["method", "method_name", "dataset", "data", "protocol", "folds", "repeats", "accuracy_mean",
                   "accuracy_std", "accuracy_ci_low", "accuracy_ci_high", "uf1_mean", "uf1_std", "uf1_ci_low",
                   "uf1_ci_high", "uar_mean", "uar_std", "uar_ci_low", "uar_ci_high", "accuracy_pooled",
-                  "uf1_pooled", "uar_pooled", "paper_accuracy"]
+                  "uf1_pooled", "uar_pooled", "paper_accuracy", "published_uf1", "published_uar"]
 CI_LEVEL = 0.95
+
+
+def is_megc2019(entry: Mapping) -> bool:
+    """Whether a dataset entry of params is MEGC 2019's composite."""
+    return MEGC2019 in (entry.get("composite"), entry.get("layout"))
+
+
+def megc2019_published(method: str, source: str = "full") -> dict[str, float | None]:
+    """published_uf1 and published_uar of a method on MEGC 2019's composite ("full") or one source
+    (smic, casme2, samm); None where no number is published."""
+    scores = MEGC2019_PUBLISHED.get(method, {}).get(source, {})
+    return {"published_uf1": scores.get("uf1"), "published_uar": scores.get("uar")}
 
 
 def fold_key(metrics_path: str | os.PathLike) -> dict[str, str | int]:
@@ -89,6 +117,7 @@ def table2(folds: pd.DataFrame, datasets: Mapping[str, Mapping], not_run: Mappin
             row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = round(low, 4), round(high, 4)
         row.update(pooled_scores(group["confusion"].tolist()))
         row["paper_accuracy"] = paper
+        row.update(megc2019_published(method) if is_megc2019(entry) else {})
         rows.append(row)
         # A composite (pipeline/composite.py) is also scored per source dataset, pooled over its folds
         # (a LOSO fold holds one subject, so one source: a mean over folds would mean nothing here).
@@ -97,8 +126,11 @@ def table2(folds: pd.DataFrame, datasets: Mapping[str, Mapping], not_run: Mappin
             for source, confusion in confusions.items():
                 by_source.setdefault(source, []).append(confusion)
         for source, confusions in sorted(by_source.items()):
+            layout = datasets.get(source, {}).get("layout", source)
+            published = megc2019_published(method, layout) if is_megc2019(entry) else {}
             rows.append({**{k: row[k] for k in ("method", "method_name", "data", "protocol")},
-                         "dataset": f"{ds}/{source}", "folds": len(confusions), **pooled_scores(confusions)})
+                         "dataset": f"{ds}/{source}", "folds": len(confusions), **pooled_scores(confusions),
+                         **published})
     for method, reason in (not_run or {}).items():
         for ds in datasets:
             for protocol in protocols:
@@ -106,7 +138,8 @@ def table2(folds: pd.DataFrame, datasets: Mapping[str, Mapping], not_run: Mappin
                 paper = PAPER_TABLE2.get(method, {}).get(layout) if protocol == PAPER_PROTOCOL else None
                 rows.append({"method": method, "method_name": METHOD_NAMES.get(method, method), "dataset": ds,
                              "data": "synthetic" if datasets[ds].get("synthetic") else "real", "protocol": protocol,
-                             "folds": 0, "paper_accuracy": paper, "note": reason})
+                             "folds": 0, "paper_accuracy": paper, "note": reason,
+                             **(megc2019_published(method) if is_megc2019(datasets[ds]) else {})})
     rows.sort(key=lambda row: paper_row_order(row, list(datasets), list(protocols)))
     return pd.DataFrame(rows, columns=[*TABLE2_COLUMNS, "note"])
 
@@ -121,7 +154,7 @@ def repeats_of(protocol: str, n_folds: int) -> int:
 def test_to_train(group: pd.DataFrame) -> float:
     """n_test / n_train of the folds (their means); a fold's metrics without n_train_clips count as
     k-fold's 1 / (folds - 1)."""
-    n_train = group["n_train"].dropna()
+    n_train = group["n_train"].dropna() if "n_train" in group else pd.Series(dtype=float)
     if len(n_train) == len(group) and n_train.mean() > 0:
         return float(group["n_test"].mean() / n_train.mean())
     return 1 / max(1, len(group) - 1)

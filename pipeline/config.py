@@ -54,6 +54,10 @@ def validate_params(params: Mapping) -> None:
     if errors:
         lines = [f"{'.'.join(map(str, e.path)) or '(top level)'}: {e.message}" for e in errors]
         raise ParamsError("params do not match workflow/schemas/params.schema.yaml:\n  " + "\n  ".join(lines))
+    for method in ("ststnet", "off_apexnet"):
+        if method in params["methods"] and params[method]["input_size"] not in params["flow"]["sizes"]:
+            raise ParamsError(f"{method}.input_size: the flow stage makes no {params[method]['input_size']} x "
+                              f"{params[method]['input_size']} flow: add it to flow.sizes {params['flow']['sizes']}")
     for name in params["datasets"]:
         if name not in params["dataset"]:
             raise ParamsError(f"datasets: '{name}' has no entry under `dataset:`")
@@ -102,6 +106,10 @@ def stage_params(params: Mapping, stage: str, ds: str | None = None, method: str
         return {**params[stage], "classes": classes_of(params, ds), "svm_c": params["svm"]["c"],
                 "svm_seed": params["svm"]["seed"]}
     if stage in ("cnn", "pretrained_cnn"):
+        return {**params[stage], "classes": classes_of(params, ds)}
+    if stage == "flow":
+        return dict(params["flow"])
+    if stage in ("ststnet", "off_apexnet"):                # the flow networks (pipeline/baselines/flownets.py)
         return {**params[stage], "classes": classes_of(params, ds)}
     if stage == "aggregate":
         from pipeline.baselines import methods_not_run

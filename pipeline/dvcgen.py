@@ -98,6 +98,8 @@ def dvc_stages(params: Mapping) -> dict:
                 stages[stage.name] = {"foreach": layouts, "do": _dvc_stage(stage, params, {"layout": "${item}"},
                                                                              mappings, planned_folds)}
         elif stage.wildcards == ("ds",):
+            if not wildcard_values(stage, params, planned_folds):
+                continue                        # a stage only the methods not listed need (flow)
             items = {n: {"root": params["dataset"][n]["root"], "mapping": params["dataset"][n]["mapping"]}
                      for n in names}
             stages[stage.name] = {"foreach": items, "do": _dvc_stage(stage, params, {"ds": "${key}"},

@@ -236,3 +236,24 @@ def thumbnail_png(path: str | os.PathLike, max_width: int = 760) -> bytes:
         image = cv2.resize(image, (max_width, height), interpolation=cv2.INTER_AREA)
     ok, png = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 6])
     return png.tobytes()
+
+
+def apex_error_figure(tables: Mapping[str, pd.DataFrame]) -> Figure:
+    """Histogram, per dataset, of the estimated apex minus the coded one (frames) over the clips whose
+    sheet codes an apex (data/{ds}/apex_spotting.csv, pipeline/flow.py)."""
+    fig = Figure(figsize=(4.2 * max(len(tables), 1), 3.0))
+    axes = np.atleast_1d(fig.subplots(1, max(len(tables), 1)))
+    for ax, (ds, table) in zip(axes, tables.items(), strict=False):
+        errors = pd.to_numeric(table["error_frames"], errors="coerce").dropna().to_numpy()
+        if len(errors) == 0:
+            ax.text(0.5, 0.5, "no clip with a coded apex", ha="center", va="center", transform=ax.transAxes)
+        else:
+            top = int(max(np.abs(errors).max(), 1))
+            ax.hist(errors, bins=np.arange(-top - 0.5, top + 1.5), color="tab:blue", edgecolor="white")
+            ax.axvline(0, color="black", linewidth=0.8)
+        mean = f", mean |error| {np.abs(errors).mean():.1f} frames" if len(errors) else ""
+        ax.set_title(f"{ds}: {len(errors)} coded apexes{mean}", fontsize=9)
+        ax.set_xlabel("estimated − coded apex (frames)")
+        ax.set_ylabel("clips")
+    fig.tight_layout()
+    return fig

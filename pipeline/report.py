@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline import __version__
-from pipeline.aggregate import TABLE2_COLUMNS, fold_key, fold_table
+from pipeline.aggregate import MEGC2019_PUBLISHED, METHOD_NAMES, TABLE2_COLUMNS, fold_key, fold_table
 from pipeline.artifacts import atomic_directory, atomic_output
 from pipeline.figures import (
+    apex_error_figure,
     confusion_figure,
     fold_accuracy_figure,
     group_label,
@@ -64,7 +65,7 @@ def table2_html(table: pd.DataFrame) -> str:
     not write itself (e.g. a note on a method that was not run) are shown as they are, at the end."""
     extra = [c for c in table.columns if c not in TABLE2_COLUMNS and table[c].replace("", np.nan).notna().any()]
     header = ["method", "dataset", "data", "protocol", "folds (repeats)", "accuracy (ours)", "accuracy (paper)",
-              "UF1", "UAR", "pooled accuracy / UF1 / UAR", *extra]
+              "UF1", "UAR", "pooled accuracy / UF1 / UAR", "published UF1 / UAR (MEGC 2019)", *extra]
     rows = []
     for _, r in table.iterrows():
         cells = [r["method_name"], r["dataset"], r["data"], r["protocol"],
@@ -74,6 +75,7 @@ def table2_html(table: pd.DataFrame) -> str:
                  _scores(r, "uf1"), _scores(r, "uar"),
                  "—" if pd.isna(r.get("accuracy_pooled")) else
                  " / ".join(f"{r[f'{m}_pooled']:.3f}" for m in ("accuracy", "uf1", "uar")),
+                 "—" if pd.isna(r.get("published_uf1")) else f"{r['published_uf1']:.4f} / {r['published_uar']:.4f}",
                  *["" if pd.isna(r[c]) else r[c] for c in extra]]
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     return ('<table class="table2"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in header)
@@ -89,15 +91,32 @@ STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0
          "p.note{font-size:0.9em;color:#444}")
 
 
+def published_html(methods: Sequence[str]) -> str:
+    """The published MEGC 2019 composite scores (aggregate.MEGC2019_PUBLISHED) of the given methods."""
+    rows = []
+    for method in [m for m in MEGC2019_PUBLISHED if m in methods]:
+        scores = MEGC2019_PUBLISHED[method]
+        cells = [METHOD_NAMES.get(method, method),
+                 *(f"{scores[s]['uf1']:.4f} / {scores[s]['uar']:.4f}" if s in scores else "—"
+                   for s in ("full", "smic", "casme2", "samm"))]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    header = ["method", "composite (full)", "SMIC-HS", "CASME II", "SAMM"]
+    return ('<table class="table2"><thead><tr>' + "".join(f"<th>{h} UF1 / UAR</th>" if i else f"<th>{h}</th>"
+                                                         for i, h in enumerate(header))
+            + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
 def report_stage(table_csv: str | os.PathLike, metrics_paths: Sequence[str], prediction_paths: Sequence[str],
                  align_qc_dirs: Sequence[str], magnify_qc_dirs: Sequence[str], out_html: str | os.PathLike,
                  *, tensors_paths: Sequence[str] = (), index_paths: Sequence[str] = (),
+                 flow_qc_dirs: Sequence[str] = (), apex_paths: Sequence[str] = (),
                  figures_dir: str | os.PathLike | None = None, qc_examples: int = 4) -> None:
     """results/report.html (self-contained) and, when figures_dir is given, the same figures as PNGs
-    there, one folder per kind: summary/, confusion/, jitter/, alignment_qc/, evm/.
+    there, one folder per kind: summary/, confusion/, jitter/, alignment_qc/, evm/, flow_qc/, apex/.
 
-    QC folders and tensors files are per dataset, in the same order; the dataset's name is the folder
-    above them (data/{ds}/...).
+    QC folders, tensors files and apex tables are per dataset, in the same order; the dataset's name is
+    the folder above them (data/{ds}/...). The flow QC and the apex spotting tables come from the flow
+    stage, which runs only with a flow network.
     """
     table = pd.read_csv(table_csv)
     folds = fold_table(metrics_paths) if metrics_paths else pd.DataFrame()
@@ -114,6 +133,14 @@ def report_stage(table_csv: str | os.PathLike, metrics_paths: Sequence[str], pre
              "metrics): two rows whose intervals overlap are not shown to differ. Rows with <em>data = "
              "synthetic</em> come from merflow's synthetic stand-in for the dataset and are not comparable "
              "with the paper's numbers on the real one.</p>", table2_html(table)]
+    published = [m for m in MEGC2019_PUBLISHED if m in set(table["method"])]
+    if published:
+        parts += ["<h2>Published on MEGC 2019's composite</h2>",
+                  '<p class="note">UF1 / UAR as published, on SMIC-HS + CASME II + SAMM (3 classes, leave one '
+                  "subject out over 68 subjects, all folds' predictions pooled): LBP-TOP and OFF-ApexNet as See et "
+                  "al. report them (MEGC 2019), STSTNet as Liong et al. (FG 2019). Comparable with our pooled UF1 / "
+                  "UAR only on a MEGC 2019 composite of the real datasets (Table 2 shows them beside it).</p>",
+                  published_html(published)]
     if len(folds):
         parts += ["<h2>Accuracy, UF1 and UAR per fold</h2>",
                   _figure(add("summary", "fold_metrics", png_bytes(fold_accuracy_figure(folds, table))),
@@ -153,8 +180,21 @@ def report_stage(table_csv: str | os.PathLike, metrics_paths: Sequence[str], pre
                   "sheet error, an apex estimated from the aligned face where none is coded, an offset past "
                   "the last frame file.</p>", notes_html(index_paths)]
 
+    if apex_paths:
+        tables = {Path(p).parent.name: pd.read_csv(p) for p in apex_paths}
+        parts += ["<h2>Apex spotting: the estimate against the coded apex</h2>",
+                  '<p class="note">The apex pipeline/apex.py estimates from the aligned face (no label), minus the '
+                  "apex the sheet codes, on the clips that have one (data/{ds}/apex_spotting.csv). Clips without a "
+                  "coded apex use the estimate.</p>",
+                  _figure(add("apex", "apex_error", png_bytes(apex_error_figure(tables))),
+                          "estimated − coded apex, in frames")]
+
     for title, kind, dirs in (("Alignment QC", "alignment_qc", align_qc_dirs),
-                              ("EVM before / after", "evm", magnify_qc_dirs)):
+                              ("EVM before / after", "evm", magnify_qc_dirs),
+                              ("Onset → apex optical flow (TV-L1): arrows, direction, strain", "flow_qc",
+                               flow_qc_dirs)):
+        if kind == "flow_qc" and not dirs:
+            continue
         parts.append(f"<h2>{title}</h2>")
         for qc_dir in dirs:
             ds = Path(qc_dir).parent.name

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import paths
-from pipeline.baselines import BASELINES, HANDCRAFTED, TRAINED, methods_to_run
+from pipeline.baselines import BASELINES, FLOWNETS, HANDCRAFTED, TRAINED, any_method_runs, methods_to_run
 from pipeline.config import stage_params
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -40,8 +40,10 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class PerDataset:
-    """An input of a stage that gathers every dataset: the template expanded over params' datasets."""
+    """An input of a stage that gathers every dataset: the template expanded over params' datasets (only
+    when one of `needed_by` runs, if given: the flow stage's QC for the report)."""
     template: str
+    needed_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Stage:
     keywords: Mapping[str, str] = field(default_factory=dict)   # keyword argument -> input/output/wildcard
     audit: str | None = None            # the output `merflow audit` checks (default: the first)
     data: tuple[str, ...] = ()          # data files the code reads (a code dependency too)
+    needed_by: tuple[str, ...] = ()     # methods that need it: it runs only when one of them runs (none: always)
 
     @property
     def audited(self) -> str:
@@ -117,6 +120,12 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in [
           {"aligned": paths.ALIGNED, "folds": paths.FOLDS, "weights": ParamFile("pretrained_cnn.weights")},
           _fold_outputs("pretrained_cnn", BASELINE_FILES), ("aligned", *FOLD_ARGS), ("ds", "protocol", "fold"),
           ("pretrained_cnn", "mappings.{mapping}.classes"), audit="metrics"),
+    Stage("flow", "pipeline.flow:flow_stage", {"aligned": paths.ALIGNED},
+          {"h5": paths.FLOW, "qc": paths.FLOW_QC, "apex_spotting": paths.APEX_SPOTTING},
+          ("aligned", "h5", "qc", "apex_spotting"), ("ds",), ("flow",), needed_by=FLOWNETS),
+    *(Stage(method, f"pipeline.baselines.flownets:{method}_fold_stage", {"flow": paths.FLOW, "folds": paths.FOLDS},
+            _fold_outputs(method, BASELINE_FILES), ("flow", *FOLD_ARGS), ("ds", "protocol", "fold"),
+            (method, "mappings.{mapping}.classes"), audit="metrics") for method in FLOWNETS),
     Stage("aggregate", "pipeline.aggregate:aggregate_stage", {"metrics": FoldFiles("metrics.json")},
           {"table": paths.TABLE2, "metrics_json": paths.METRICS, "fold_metrics": paths.FOLD_METRICS},
           ("metrics", "table"), params=("datasets", "protocols", "methods", "dataset.{ds}", "pretrained_cnn.weights"),
@@ -124,10 +133,12 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in [
     Stage("report", "pipeline.report:report_stage",
           {"table": paths.TABLE2, "metrics": FoldFiles("metrics.json"), "predictions": FoldFiles("predictions.csv"),
            "align_qc": PerDataset(paths.ALIGN_QC), "magnify_qc": PerDataset(paths.MAGNIFY_QC),
-           "tensors": PerDataset(paths.TENSORS), "index": PerDataset(paths.INDEX)},
+           "tensors": PerDataset(paths.TENSORS), "index": PerDataset(paths.INDEX),
+           "flow_qc": PerDataset(paths.FLOW_QC, FLOWNETS), "apex_spotting": PerDataset(paths.APEX_SPOTTING, FLOWNETS)},
           {"report": paths.REPORT, "figures": paths.FIGURES},
           ("table", "metrics", "predictions", "align_qc", "magnify_qc", "report"),
-          keywords={"tensors_paths": "tensors", "index_paths": "index", "figures_dir": "figures"}),
+          keywords={"tensors_paths": "tensors", "index_paths": "index", "figures_dir": "figures",
+                    "flow_qc_dirs": "flow_qc", "apex_paths": "apex_spotting"}),
 ]}
 assert set(BASELINES) <= set(STAGES)
 assert all(not set(s.inputs) & set(s.outputs) for s in STAGES.values()), "input and output names must differ"
@@ -174,7 +185,8 @@ def input_files(stage: Stage, params: Mapping, wildcards: Mapping[str, Any],
     files: dict[str, str | list[str] | None] = {}
     for name, value in stage.inputs.items():
         if isinstance(value, PerDataset):
-            files[name] = [value.template.format(ds=ds) for ds in params["datasets"]]
+            needed = not value.needed_by or any_method_runs(params, value.needed_by)
+            files[name] = [value.template.format(ds=ds) for ds in params["datasets"]] if needed else []
         elif isinstance(value, FoldFiles):
             files[name] = fold_files(params, value.name, folds_of)
         elif isinstance(value, ParamFile):
@@ -304,6 +316,8 @@ def code_deps(stage: str | Stage) -> list[str]:
 def wildcard_values(stage: Stage, params: Mapping, folds_of: FoldsOf = saved_fold_numbers) -> list[dict[str, Any]]:
     """Every set of wildcard values the stage runs with under params, in order."""
     names = list(params["datasets"])
+    if stage.needed_by and not any_method_runs(params, stage.needed_by):
+        return []
     if stage.wildcards == ("layout",):
         return [{"layout": layout} for layout in synthetic_layouts(params)]
     instances: list[dict[str, Any]] = [{}]

@@ -1,4 +1,4 @@
-"""Train the RCNN (or the plain CNN) on the training folds and test it on one held-out fold.
+"""Train the RCNN (or its ablation without recurrence) on the training folds and test it on one held-out fold.
 
 The schedule is the paper's (Sec. III-A): SGD with momentum 0.9 and weight decay 5e-4, mini-batches
 of 64, learning rate 1e-3 multiplied by 0.5 after every epoch ("when all minibatches are traversed
@@ -12,12 +12,14 @@ Input, tensors.h5 (the tensors stage)::
     /clip_id, /subject, /label   str (N,)
     /label_index  int64 (N,)                       index into the root attribute `classes` (JSON list)
 
-and folds.csv (clip_id, subject, label, fold). A clip's V variants are one row of /x, so they are on
-the same side of the split by construction (asserted in `split_fold`).
+and folds.csv (clip_id, subject, label, fold; and repeat with repeated k-fold). A clip's V variants
+are one row of /x, so they are on the same side of the split by construction (asserted in
+`split_fold`).
 
 Output in out_dir, each file written atomically: model.pt (state_dict, config, classes, input
 normalisation, params, provenance), predictions.csv (clip_id, subject, true, predicted, p_<class>),
-metrics.json and train_log.csv (epoch, lr, loss, train_accuracy, seconds).
+metrics.json and train_log.csv (epoch, lr, loss, train_accuracy, seconds). A test clip is scored by
+its mean softmax over its V views; metrics.json also scores its unjittered view alone (`unjittered`).
 
 Resume: after every epoch the fold's whole training state (model, optimizer, epoch, numpy and torch
 RNG states, log) is written atomically to out_dir/checkpoint.pt, which is not a rule output, so

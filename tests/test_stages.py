@@ -49,7 +49,7 @@ def test_a_fold_stage_writes_under_its_fold_folder():
 
 def test_gathering_stages_read_every_fold_of_every_method_that_runs():
     metrics = fold_files(PARAMS, "metrics.json", two_folds)
-    assert len(metrics) == len(PARAMS["datasets"]) * len(PARAMS["protocols"]) * 8 * 2   # 8 methods, 2 folds
+    assert len(metrics) == len(PARAMS["datasets"]) * len(PARAMS["protocols"]) * 10 * 2   # 10 methods, 2 folds
     without_weights = {**PARAMS, "pretrained_cnn": {**PARAMS["pretrained_cnn"], "weights": None}}
     assert not any("pretrained_cnn" in m for m in fold_files(without_weights, "metrics.json", two_folds))
     assert wildcard_values(STAGES["pretrained_cnn"], without_weights, two_folds) == []

@@ -1,7 +1,8 @@
-"""The other rows of the paper's Table 2: hand-crafted baselines (LBP-TOP, LBP-SIP, TICS, MDMO, each with
-a linear SVM) and the two single-frame CNNs (VGG-Face's architecture from scratch, "CNNs", and fine-tuned
-from the user's weights, "Pre-trained CNNs"). pipeline.train trains the RCNN and its ablation without
-recurrence.
+"""The other rows of Table 2: the paper's hand-crafted baselines (LBP-TOP, LBP-SIP, TICS, MDMO, each with
+a linear SVM) and its two single-frame CNNs (VGG-Face's architecture from scratch, "CNNs", and fine-tuned
+from the user's weights, "Pre-trained CNNs"), on the aligned faces; and the onset-apex flow networks
+(STSTNet, OFF-ApexNet, pipeline/baselines/flownets.py), on the flow stage's output. pipeline.train trains
+the RCNN and its ablation without recurrence.
 
 This module only names the methods and says which of them can run (it imports nothing heavy, because
 the Snakefile reads it when it builds the DAG); the methods live in the modules beside it.
@@ -12,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 HANDCRAFTED = ("lbptop", "lbpsip", "tics", "mdmo")
-BASELINES = (*HANDCRAFTED, "cnn", "pretrained_cnn")
+ON_ALIGNED = (*HANDCRAFTED, "cnn", "pretrained_cnn")   # read data/{ds}/aligned.h5 (workflow/rules/baselines.smk)
+FLOWNETS = ("ststnet", "off_apexnet")              # read data/{ds}/flow.h5 (workflow/rules/flow.smk)
+BASELINES = (*ON_ALIGNED, *FLOWNETS)
 TRAINED = ("rcnn", "rcnn_feedforward")       # pipeline.train's methods, run by the train rule
 NEEDS_WEIGHTS = "not run: needs pre-trained weights"
 
@@ -27,6 +30,11 @@ def not_run_reason(params: Mapping, method: str) -> str | None:
 def methods_to_run(params: Mapping) -> list[str]:
     """The methods of params['methods'] that have per-fold jobs, in their order."""
     return [m for m in params["methods"] if not_run_reason(params, m) is None]
+
+
+def any_method_runs(params: Mapping, methods: tuple[str, ...]) -> bool:
+    """Whether one of `methods` is among the methods that run (the flow stage runs only for the flow networks)."""
+    return bool(set(methods) & set(methods_to_run(params)))
 
 
 def methods_not_run(params: Mapping) -> dict[str, str]:

@@ -1,6 +1,7 @@
 # The other rows of Table 2: one job per (dataset, protocol, fold) for each baseline method, reading the
 # aligned (not magnified) faces and the same folds file as training, writing the same per-fold files.
-# One rule per method (named after it, with its own params section), made by the loop below.
+# One rule per method (named after it, with its own params section), made by the loop below; the flow
+# networks, which read the flow stage's output instead, are in flow.smk.
 # The pre-trained CNN's rule runs only when pretrained_cnn.weights names a file (common.smk, fold_dirs).
 
 
@@ -14,7 +15,7 @@ def baseline_inputs(method):
 FRAME_CNNS = ("cnn", "pretrained_cnn")  # VGG-16s on single frames: more threads, memory and time
 
 
-for baseline in BASELINES:
+for baseline in ON_ALIGNED:
 
     rule:
         name:

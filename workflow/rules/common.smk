@@ -3,7 +3,7 @@
 from snakemake.utils import validate
 
 from pipeline import paths
-from pipeline.baselines import BASELINES, TRAINED
+from pipeline.baselines import BASELINES, FLOWNETS, ON_ALIGNED, TRAINED, any_method_runs
 from pipeline.config import stage_params, validate_params
 from pipeline.protocols import fold_numbers
 from pipeline.stages import PACKAGE_ROOT, code_deps, fold_files, module_closure
@@ -38,6 +38,11 @@ def saved_folds(ds, protocol):
 
 def fold_metrics(wildcards):
     return fold_files(config, "metrics.json", saved_folds)
+
+
+def flow_outputs(template):
+    """Every dataset's flow stage output (a QC folder, the apex table) when a flow network runs, else none."""
+    return expand(template, ds=config["datasets"]) if any_method_runs(config, FLOWNETS) else []
 
 
 def fold_predictions(wildcards):

@@ -34,6 +34,8 @@ rule report:
         magnify_qc=expand(paths.MAGNIFY_QC, ds=config["datasets"]),
         tensors=expand(paths.TENSORS, ds=config["datasets"]),
         index=expand(paths.INDEX, ds=config["datasets"]),
+        flow_qc=flow_outputs(paths.FLOW_QC),
+        apex_spotting=flow_outputs(paths.APEX_SPOTTING),
         code=code("report"),
     output:
         # The same figures twice: embedded in the page, and as PNGs for `snakemake --report report.zip`.

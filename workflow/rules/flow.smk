@@ -1,0 +1,55 @@
+# The onset-apex flow networks: the flow stage (TV-L1 flow and strain of every aligned clip, with the apex
+# spotting table) and one job per (dataset, protocol, fold) for each network (STSTNet, OFF-ApexNet), writing
+# the same per-fold files as every other Table 2 row. The flow stage runs only when a flow network is listed.
+
+
+rule flow:
+    input:
+        aligned=paths.ALIGNED,
+        code=code("flow"),
+    output:
+        h5=paths.FLOW,
+        qc=directory(paths.FLOW_QC),
+        apex_spotting=paths.APEX_SPOTTING,
+    params:
+        p=stage_params(config, "flow"),
+    log:
+        "logs/flow/{ds}.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    message:
+        "Onset-apex TV-L1 flow and optical strain of {wildcards.ds}"
+    script:
+        "../scripts/stage.py"
+
+
+for flownet in FLOWNETS:
+
+    rule:
+        name:
+            flownet
+        input:
+            flow=paths.FLOW,
+            folds=paths.FOLDS,
+            code=code(flownet),
+        output:
+            predictions=f"{paths.FOLD_DIR.replace('{method}', flownet)}/predictions.csv",
+            metrics=f"{paths.FOLD_DIR.replace('{method}', flownet)}/metrics.json",
+        params:
+            p=lambda wildcards, method=flownet: stage_params(config, method, ds=wildcards.ds),
+        log:
+            f"logs/{flownet}/{{ds}}_{{protocol}}_fold{{fold}}.log",
+        conda:
+            "../../environment.yml"
+        threads: config[flownet]["threads"]
+        resources:
+            mem_mb=2000,
+            runtime=120,
+        message:
+            f"{flownet} on {{wildcards.ds}}, {{wildcards.protocol}} fold {{wildcards.fold}}"
+        script:
+            "../scripts/stage.py"
