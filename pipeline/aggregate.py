@@ -32,9 +32,17 @@ PAPER_TABLE2: dict[str, dict[str, float]] = {
 METHOD_NAMES = {"lbptop": "LBP-TOP", "lbpsip": "LBP-SIP", "tics": "TICS", "mdmo": "MDMO",
                 "pretrained_cnn": "Pre-trained CNNs", "cnn": "CNNs", "rcnn": "MER-RCNN"}
 PAPER_PROTOCOL = "kfold5"
+# Published baselines of a composite (dataset.<composite>.published), scored as MEGC scores: LOSO, every
+# subject's test predictions pooled. Keys: benchmark, method, "full" or a source's layout. MEGC 2019's
+# LBP-TOP on the full composite (See et al., "MEGC 2019 - the second facial micro-expressions grand
+# challenge", FG 2019); its per-source scores are not given here (not checked against the paper).
+PUBLISHED: dict[str, dict[str, dict[str, dict[str, float]]]] = {
+    "megc2019": {"lbptop": {"full": {"uf1": 0.5882, "uar": 0.5785}}},
+}
+PUBLISHED_PROTOCOL = "loso"
 TABLE2_COLUMNS = ["method", "method_name", "dataset", "data", "protocol", "folds", "accuracy_mean",
                   "accuracy_std", "uf1_mean", "uf1_std", "uar_mean", "uar_std", "accuracy_pooled",
-                  "uf1_pooled", "uar_pooled", "paper_accuracy"]
+                  "uf1_pooled", "uar_pooled", "paper_accuracy", "published_uf1", "published_uar"]
 
 
 def fold_key(metrics_path: str | os.PathLike) -> dict[str, str | int]:
@@ -69,19 +77,21 @@ def table2(folds: pd.DataFrame, datasets: Mapping[str, Mapping], not_run: Mappin
     dataset and protocol with no numbers of ours (0 folds) and the reason in `note`, never a guess.
     Rows are laid out as the paper's table: by dataset (in the order given, a composite's sources after
     it), then protocol (in the order given), then method in the paper's row order (METHOD_NAMES).
+    A composite's rows (dataset `{composite}` and `{composite}/{source}`) carry its published baseline's
+    UF1 and UAR (`published_uf1`, `published_uar`), to be read beside our pooled scores.
     """
     rows = []
     for (ds, protocol, method), group in folds.groupby(["dataset", "protocol", "method"], sort=True):
         entry = datasets[ds]
-        paper = PAPER_TABLE2.get(method, {}).get(entry["layout"]) if protocol == PAPER_PROTOCOL else None
+        paper = PAPER_TABLE2.get(method, {}).get(entry.get("layout")) if protocol == PAPER_PROTOCOL else None
         row = {"method": method, "method_name": METHOD_NAMES.get(method, method), "dataset": ds,
-               "data": "synthetic" if entry.get("synthetic") else "real", "protocol": protocol,
-               "folds": len(group)}
+               "data": data_kind(entry), "protocol": protocol, "folds": len(group)}
         for metric in ("accuracy", "uf1", "uar"):
             row[f"{metric}_mean"] = round(float(group[metric].mean()), 4)
             row[f"{metric}_std"] = round(float(group[metric].std(ddof=1)), 4) if len(group) > 1 else 0.0
         row.update(pooled_scores(group["confusion"].tolist()))
         row["paper_accuracy"] = paper
+        row.update(published_scores(entry, method, protocol, "full"))
         rows.append(row)
         # A composite (pipeline/composite.py) is also scored per source dataset, pooled over its folds
         # (a LOSO fold holds one subject, so one source: a mean over folds would mean nothing here).
@@ -89,19 +99,38 @@ def table2(folds: pd.DataFrame, datasets: Mapping[str, Mapping], not_run: Mappin
         for confusions in group["by_source"].dropna():
             for source, confusion in confusions.items():
                 by_source.setdefault(source, []).append(confusion)
+        sources = entry.get("source_entries", {})
         for source, confusions in sorted(by_source.items()):
-            rows.append({**{k: row[k] for k in ("method", "method_name", "data", "protocol")},
-                         "dataset": f"{ds}/{source}", "folds": len(confusions), **pooled_scores(confusions)})
+            source_entry = sources.get(source, {})
+            rows.append({**{k: row[k] for k in ("method", "method_name", "protocol")},
+                         "data": source_entry.get("data", row["data"]), "dataset": f"{ds}/{source}",
+                         "folds": len(confusions), **pooled_scores(confusions),
+                         **published_scores(entry, method, protocol, source_entry.get("layout", source))})
     for method, reason in (not_run or {}).items():
         for ds in datasets:
             for protocol in protocols:
-                layout = datasets[ds]["layout"]
+                layout = datasets[ds].get("layout")
                 paper = PAPER_TABLE2.get(method, {}).get(layout) if protocol == PAPER_PROTOCOL else None
                 rows.append({"method": method, "method_name": METHOD_NAMES.get(method, method), "dataset": ds,
-                             "data": "synthetic" if datasets[ds].get("synthetic") else "real", "protocol": protocol,
-                             "folds": 0, "paper_accuracy": paper, "note": reason})
+                             "data": data_kind(datasets[ds]), "protocol": protocol,
+                             "folds": 0, "paper_accuracy": paper, "note": reason,
+                             **published_scores(datasets[ds], method, protocol, "full")})
     rows.sort(key=lambda row: paper_row_order(row, list(datasets), list(protocols)))
     return pd.DataFrame(rows, columns=[*TABLE2_COLUMNS, "note"])
+
+
+def data_kind(entry: Mapping) -> str:
+    """synthetic or real (a composite's `data` says mixed where its sources differ)."""
+    return entry.get("data") or ("synthetic" if entry.get("synthetic") else "real")
+
+
+def published_scores(entry: Mapping, method: str, protocol: str, part: str) -> dict[str, float]:
+    """The published UF1 and UAR of `method` on a composite's `part` ("full" or a source's layout), on the
+    protocol they were published for; {} where none is known."""
+    if protocol != PUBLISHED_PROTOCOL or not entry.get("published"):
+        return {}
+    scores = PUBLISHED.get(entry["published"], {}).get(method, {}).get(part)
+    return {"published_uf1": scores["uf1"], "published_uar": scores["uar"]} if scores else {}
 
 
 def paper_row_order(row: Mapping, datasets: Sequence[str], protocols: Sequence[str]) -> tuple:
