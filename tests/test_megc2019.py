@@ -10,7 +10,6 @@ per-source scores and the published baseline beside ours.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import h5py
 import pandas as pd
