@@ -32,7 +32,7 @@ PAPER_TABLE2: dict[str, dict[str, float]] = {
 METHOD_NAMES = {"lbptop": "LBP-TOP", "lbpsip": "LBP-SIP", "tics": "TICS", "mdmo": "MDMO",
                 "pretrained_cnn": "Pre-trained CNNs", "cnn": "CNNs", "rcnn": "MER-RCNN"}
 PAPER_PROTOCOL = "kfold5"
-# Published baselines of a composite (dataset.<composite>.published), scored as MEGC scores: LOSO, every
+# Published baselines of a composite (dataset.<composite>.composite names which), scored as MEGC scores: LOSO, every
 # subject's test predictions pooled. Keys: benchmark, method, "full" or a source's layout. MEGC 2019's
 # LBP-TOP on the full composite (See et al., "MEGC 2019 - the second facial micro-expressions grand
 # challenge", FG 2019); its per-source scores are not given here (not checked against the paper).
@@ -127,9 +127,9 @@ def data_kind(entry: Mapping) -> str:
 def published_scores(entry: Mapping, method: str, protocol: str, part: str) -> dict[str, float]:
     """The published UF1 and UAR of `method` on a composite's `part` ("full" or a source's layout), on the
     protocol they were published for; {} where none is known."""
-    if protocol != PUBLISHED_PROTOCOL or not entry.get("published"):
+    if protocol != PUBLISHED_PROTOCOL or not entry.get("composite"):
         return {}
-    scores = PUBLISHED.get(entry["published"], {}).get(method, {}).get(part)
+    scores = PUBLISHED.get(entry["composite"], {}).get(method, {}).get(part)
     return {"published_uf1": scores["uf1"], "published_uar": scores["uar"]} if scores else {}
 
 
