@@ -17,6 +17,7 @@ configfile: os.path.join(workflow.basedir, "params.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/composite.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/flow.smk"

@@ -54,6 +54,7 @@ TABLE2_COLUMNS = ["method", "method_name", "dataset", "data", "protocol", "folds
                   "uf1_ci_high", "uar_mean", "uar_std", "uar_ci_low", "uar_ci_high", "accuracy_pooled",
                   "uf1_pooled", "uar_pooled", "paper_accuracy", "published_uf1", "published_uar"]
 CI_LEVEL = 0.95
+MEGC2019_PROTOCOL = "loso"
 
 
 def is_megc2019(entry: Mapping) -> bool:
@@ -61,10 +62,13 @@ def is_megc2019(entry: Mapping) -> bool:
     return MEGC2019 in (entry.get("composite"), entry.get("layout"))
 
 
-def megc2019_published(method: str, source: str = "full") -> dict[str, float | None]:
+def megc2019_published(entry: Mapping, method: str, protocol: str, part: str = "full") -> dict[str, float | None]:
     """published_uf1 and published_uar of a method on MEGC 2019's composite ("full") or one source
-    (smic, casme2, samm); None where no number is published."""
-    scores = MEGC2019_PUBLISHED.get(method, {}).get(source, {})
+    (its layout: smic, casme2, samm), for a composite entry scored as MEGC scores it (leave one subject
+    out); {} for any other dataset or protocol, None where no number is published."""
+    if not is_megc2019(entry) or protocol != MEGC2019_PROTOCOL:
+        return {}
+    scores = MEGC2019_PUBLISHED.get(method, {}).get(part, {})
     return {"published_uf1": scores.get("uf1"), "published_uar": scores.get("uar")}
 
 
@@ -101,14 +105,16 @@ def table2(folds: pd.DataFrame, datasets: Mapping[str, Mapping], not_run: Mappin
     dataset and protocol with no numbers of ours (0 folds) and the reason in `note`, never a guess.
     Rows are laid out as the paper's table: by dataset (in the order given, a composite's sources after
     it), then protocol (in the order given), then method in the paper's row order (METHOD_NAMES).
+    A composite's rows (dataset `{composite}` and `{composite}/{source}`) carry its published baseline's
+    UF1 and UAR (`published_uf1`, `published_uar`), to be read beside our pooled scores.
     """
     rows = []
     for (ds, protocol, method), group in folds.groupby(["dataset", "protocol", "method"], sort=True):
         entry = datasets[ds]
-        paper = PAPER_TABLE2.get(method, {}).get(entry["layout"]) if protocol == PAPER_PROTOCOL else None
+        paper = PAPER_TABLE2.get(method, {}).get(entry.get("layout")) if protocol == PAPER_PROTOCOL else None
         row = {"method": method, "method_name": METHOD_NAMES.get(method, method), "dataset": ds,
-               "data": "synthetic" if entry.get("synthetic") else "real", "protocol": protocol,
-               "folds": len(group), "repeats": repeats_of(protocol, len(group))}
+               "data": data_kind(entry), "protocol": protocol, "folds": len(group),
+               "repeats": repeats_of(protocol, len(group))}
         ratio = test_to_train(group)
         for metric in ("accuracy", "uf1", "uar"):
             row[f"{metric}_mean"] = round(float(group[metric].mean()), 4)
@@ -117,7 +123,7 @@ def table2(folds: pd.DataFrame, datasets: Mapping[str, Mapping], not_run: Mappin
             row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = round(low, 4), round(high, 4)
         row.update(pooled_scores(group["confusion"].tolist()))
         row["paper_accuracy"] = paper
-        row.update(megc2019_published(method) if is_megc2019(entry) else {})
+        row.update(megc2019_published(entry, method, protocol))
         rows.append(row)
         # A composite (pipeline/composite.py) is also scored per source dataset, pooled over its folds
         # (a LOSO fold holds one subject, so one source: a mean over folds would mean nothing here).
@@ -125,21 +131,22 @@ def table2(folds: pd.DataFrame, datasets: Mapping[str, Mapping], not_run: Mappin
         for confusions in group["by_source"].dropna():
             for source, confusion in confusions.items():
                 by_source.setdefault(source, []).append(confusion)
+        sources = entry.get("source_entries", {})
         for source, confusions in sorted(by_source.items()):
-            layout = datasets.get(source, {}).get("layout", source)
-            published = megc2019_published(method, layout) if is_megc2019(entry) else {}
-            rows.append({**{k: row[k] for k in ("method", "method_name", "data", "protocol")},
-                         "dataset": f"{ds}/{source}", "folds": len(confusions), **pooled_scores(confusions),
-                         **published})
+            source_entry = sources.get(source, {})
+            rows.append({**{k: row[k] for k in ("method", "method_name", "protocol")},
+                         "data": source_entry.get("data", row["data"]), "dataset": f"{ds}/{source}",
+                         "folds": len(confusions), **pooled_scores(confusions),
+                         **megc2019_published(entry, method, protocol, source_entry.get("layout", source))})
     for method, reason in (not_run or {}).items():
         for ds in datasets:
             for protocol in protocols:
-                layout = datasets[ds]["layout"]
+                layout = datasets[ds].get("layout")
                 paper = PAPER_TABLE2.get(method, {}).get(layout) if protocol == PAPER_PROTOCOL else None
                 rows.append({"method": method, "method_name": METHOD_NAMES.get(method, method), "dataset": ds,
-                             "data": "synthetic" if datasets[ds].get("synthetic") else "real", "protocol": protocol,
+                             "data": data_kind(datasets[ds]), "protocol": protocol,
                              "folds": 0, "paper_accuracy": paper, "note": reason,
-                             **(megc2019_published(method) if is_megc2019(datasets[ds]) else {})})
+                             **megc2019_published(datasets[ds], method, protocol)})
     rows.sort(key=lambda row: paper_row_order(row, list(datasets), list(protocols)))
     return pd.DataFrame(rows, columns=[*TABLE2_COLUMNS, "note"])
 
@@ -158,6 +165,11 @@ def test_to_train(group: pd.DataFrame) -> float:
     if len(n_train) == len(group) and n_train.mean() > 0:
         return float(group["n_test"].mean() / n_train.mean())
     return 1 / max(1, len(group) - 1)
+
+
+def data_kind(entry: Mapping) -> str:
+    """synthetic or real (a composite's `data` says mixed where its sources differ)."""
+    return entry.get("data") or ("synthetic" if entry.get("synthetic") else "real")
 
 
 def paper_row_order(row: Mapping, datasets: Sequence[str], protocols: Sequence[str]) -> tuple:

@@ -5,12 +5,23 @@ MEGC; here any list of datasets whose index.csv and tensors.h5 exist).
 A composite is built from the source datasets' artifacts, never from their raw trees:
 
     composite_index(indexes, emotions, classes)   index.csv rows of every source, relabelled
+    composite_index_stage(...)                    the same as the workflow's stage: data/{composite}/index.csv
+    composite_aligned_stage(...)                  data/{composite}/aligned.h5: the chosen clips of each source's
+                                                  aligned store, under the composite's ids and labels
     composite_tensors_stage(...)                  tensors.h5 holding the chosen rows of each source's store
 
-Clip ids and subjects are prefixed with their source ("casme2/sub01"), so that two datasets' subjects
-never share a LOSO fold, and the store gains a /source column, from which the training stage scores
-each source's clips apart (metrics.json `by_source`): MEGC reports the composite overall and per
-source dataset. The folds of the composite are `protocols.loso_folds` of its index.
+The workflow builds a composite's aligned store and from there runs the per-dataset stages unchanged
+(magnify, tensors, folds, train and every baseline read data/{composite}/...), so the hand-crafted and
+CNN baselines and the RCNN all see the same clips; magnifying a copied clip gives what magnifying it in
+its source would (EVM works clip by clip, at the clip's own fps). Only the chosen clips are magnified.
+`composite_tensors_stage` builds the tensors store from the sources' tensors instead, for sources that
+have them already.
+
+Clip ids and subjects are prefixed with their source ("casme2-sub01"; "-" because a clip id names an
+HDF5 group and a QC file, which cannot hold "/", and no dataset name holds "-"), so that two datasets'
+subjects never share a LOSO fold, and every clip carries its `source`, from which the training and the
+baseline stages score each source's clips apart (metrics.json `by_source`): MEGC reports the composite
+overall and per source dataset. The folds of the composite are `protocols.loso_folds` of its index.
 
 The relabelling reads each clip's original `emotion` (not the source's own 4-class label): MEGC keeps
 negative, positive and surprise and drops "others". An emotion the mapping sends to null (or does not
@@ -31,17 +42,27 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Collection, Mapping
+import shutil
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
-from pipeline.artifacts import atomic_output
-from pipeline.errors import MerflowError
+from pipeline.artifacts import (
+    atomic_directory,
+    atomic_output,
+    open_h5_for_write,
+    provenance,
+    read_clip,
+    write_clip,
+    write_provenance,
+)
+from pipeline.errors import BadInputError, MerflowError
 
-SEPARATOR = "/"
+SEPARATOR = "-"
 MEGC2019_CSV = Path(__file__).with_name("datasets") / "megc2019.csv"
 EXCLUDED_BY_NAME = "excluded by name"
 
@@ -155,6 +176,86 @@ def composite_tensors_stage(source_tensors: Mapping[str, Path], index_csv: Path,
             out.attrs["sources"] = json.dumps({name: str(path) for name, path in source_tensors.items()})
     finally:
         for h5 in stores.values():
+            h5.close()
+
+
+EXCLUDED_COLUMNS = ["source", "clip_id", "emotion", "reason"]
+EXCLUSION_LISTS = {"megc2019": megc2019_exclusions}     # dataset.<composite>.exclude: clips left out by name
+
+
+def composite_index_stage(source_indexes: Sequence[Path], out_csv: Path, excluded_csv: Path, *, dataset: str,
+                          sources: Sequence[str], layouts: Mapping[str, str], synthetic: Mapping[str, bool],
+                          classes: list[str], emotions: Mapping[str, str | None],
+                          emotions_by_layout: Mapping[str, Mapping[str, str | None]], exclude: str | None) -> None:
+    """data/{composite}/index.csv and excluded.csv from the sources' index.csv files (in `sources` order).
+
+    A source is relabelled with `emotions_by_layout[its layout]` where the mapping has one, else with
+    `emotions`. `exclude` names a list of clips to leave out by name (megc2019: MEGC 2019's, per layout);
+    it applies to the sources read from a real copy only: a synthetic stand-in has none of those clips."""
+    if len(source_indexes) != len(sources):
+        raise MerflowError(f"composite {dataset}: {len(sources)} sources but {len(source_indexes)} index files")
+    indexes = {source: pd.read_csv(path, dtype={"clip_id": str, "subject": str, "emotion": str},
+                                   keep_default_na=False)
+               for source, path in zip(sources, source_indexes, strict=True)}
+    by_source = {source: emotions_by_layout[layouts[source]] for source in sources
+                 if layouts[source] in emotions_by_layout}
+    excluded_by_name: dict[str, Mapping[str, str]] = {}
+    if exclude is not None:
+        lists = EXCLUSION_LISTS[exclude]()
+        excluded_by_name = {source: lists.get(layouts[source], {}) for source in sources if not synthetic[source]}
+        skipped = [source for source in sources if synthetic[source]]
+        if skipped:
+            print(f"{dataset}: {exclude}'s clips left out by name are not applied to the synthetic "
+                  f"{', '.join(skipped)}")
+    index, excluded = composite_index(indexes, emotions, classes, emotions_by_source=by_source,
+                                      exclude=excluded_by_name)
+    index["dataset"] = dataset
+    with atomic_output(out_csv) as tmp_index, atomic_output(excluded_csv) as tmp_excluded:
+        index.to_csv(tmp_index, index=False)
+        excluded[EXCLUDED_COLUMNS].to_csv(tmp_excluded, index=False)
+    for source in sources:
+        rows = index[index["source"] == source]
+        counts = ", ".join(f"{label} {rows['label'].eq(label).sum()}" for label in classes)
+        print(f"{dataset}: {source}: {len(rows)} clips ({counts}) of {rows['subject'].nunique()} subjects; "
+              f"{int(excluded['source'].eq(source).sum())} left out")
+    print(f"{dataset}: {len(index)} clips of {index['subject'].nunique()} subjects")
+
+
+def composite_aligned_stage(index_csv: Path, source_aligned: Sequence[Path], source_qc: Sequence[Path], out_h5: Path,
+                            qc_dir: Path, *, sources: Sequence[str]) -> None:
+    """data/{composite}/aligned.h5 and align_qc/: each clip of the composite index copied from its source's
+    aligned store (frames, landmarks, transform and attributes) under the composite's clip id, with the
+    composite's subject, label and label_index and its `source`; its QC thumbnail copied too."""
+    index = pd.read_csv(index_csv, dtype={"clip_id": str, "subject": str, "source": str, "original_clip_id": str,
+                                          "label": str})
+    stores = dict(zip(sources, source_aligned, strict=True))
+    thumbnails = dict(zip(sources, map(Path, source_qc), strict=True))
+    unknown = sorted(set(index["source"]) - set(stores))
+    if unknown:
+        raise MerflowError(f"{index_csv}: sources {unknown} are not among the composite's sources {list(sources)}")
+    inputs = {"index": index_csv, **{f"aligned_{source}": path for source, path in stores.items()}}
+    files = {source: h5py.File(path, "r") for source, path in stores.items()}
+    try:
+        with (atomic_output(out_h5) as tmp_h5, atomic_directory(qc_dir) as tmp_qc, open_h5_for_write(tmp_h5) as out):
+            write_provenance(out, provenance("composite_aligned", {"sources": list(sources)}, inputs))
+            out.require_group("clips")
+            for row in tqdm(index.itertuples(), total=len(index), desc=f"composite {Path(index_csv).parent.name}",
+                            unit="clip"):
+                source = files[row.source]
+                if row.original_clip_id not in source["clips"]:
+                    raise BadInputError(row.original_clip_id, stores[row.source],
+                                        "clip of the composite's index is not in its source's aligned store")
+                frames, attrs = read_clip(source, row.original_clip_id)
+                group = source["clips"][row.original_clip_id]
+                arrays = {name: group[name][()] for name in group if name != "frames"}
+                attrs |= {"subject": row.subject, "label": row.label, "label_index": int(row.label_index),
+                          "source": row.source, "original_clip_id": row.original_clip_id}
+                write_clip(out, row.clip_id, frames, attrs, **arrays)
+                thumbnail = thumbnails[row.source] / f"{row.original_clip_id}.png"
+                if thumbnail.is_file():
+                    shutil.copyfile(thumbnail, tmp_qc / f"{row.clip_id}.png")
+    finally:
+        for h5 in files.values():
             h5.close()
 
 

@@ -61,19 +61,76 @@ def validate_params(params: Mapping) -> None:
     for name in params["datasets"]:
         if name not in params["dataset"]:
             raise ParamsError(f"datasets: '{name}' has no entry under `dataset:`")
+        if is_composite(params, name):
+            validate_composite(params, name)
+    for name in [*built_datasets(params), *composites(params)]:
         entry = params["dataset"][name]
-        synth_root = SYNTH_DIR.format(layout=entry["layout"])
-        if entry.get("synthetic") and os.path.normpath(entry["root"]) != synth_root:
-            raise ParamsError(f"dataset.{name}: a synthetic dataset is generated at {synth_root}, but root is "
-                              f"{entry['root']}: set `synthetic: false` to read your copy there")
+        if not is_composite(params, name):
+            synth_root = SYNTH_DIR.format(layout=entry["layout"])
+            if entry.get("synthetic") and os.path.normpath(entry["root"]) != synth_root:
+                raise ParamsError(f"dataset.{name}: a synthetic dataset is generated at {synth_root}, but root is "
+                                  f"{entry['root']}: set `synthetic: false` to read your copy there")
         mapping = params["dataset"][name]["mapping"]
         if mapping not in params["mappings"]:
             raise ParamsError(f"dataset.{name}.mapping: '{mapping}' is not a key of `mappings:`")
         classes = params["mappings"][mapping]["classes"]
         # An emotion mapped to null is left out on purpose (listed in excluded.csv), not a class.
-        unknown = set(params["mappings"][mapping]["emotions"].values()) - set(classes) - {None}
-        if unknown:
-            raise ParamsError(f"mappings.{mapping}.emotions maps to {sorted(unknown)}, not in its classes {classes}")
+        by_layout = params["mappings"][mapping].get("by_layout", {})
+        tables = {"emotions": params["mappings"][mapping]["emotions"],
+                  **{f"by_layout.{layout}": table for layout, table in by_layout.items()}}
+        for where, table in tables.items():
+            unknown = set(table.values()) - set(classes) - {None}
+            if unknown:
+                raise ParamsError(f"mappings.{mapping}.{where} maps to {sorted(unknown)}, not in its classes {classes}")
+
+
+def validate_composite(params: Mapping, name: str) -> None:
+    """A composite's sources are at least two datasets of `dataset:` that are read from a tree."""
+    sources = params["dataset"][name]["sources"]
+    for source in sources:
+        if source not in params["dataset"]:
+            raise ParamsError(f"dataset.{name}.sources: '{source}' has no entry under `dataset:`")
+        if is_composite(params, source):
+            raise ParamsError(f"dataset.{name}.sources: '{source}' is a composite itself; list its sources instead")
+
+
+# --- composites (pipeline/composite.py): a `dataset` entry of kind composite, pooling its `sources` ----------
+
+def is_composite(params: Mapping, name: str) -> bool:
+    return params["dataset"][name].get("kind") == "composite"
+
+
+def composites(params: Mapping) -> list[str]:
+    """The composites params run."""
+    return [name for name in params["datasets"] if is_composite(params, name)]
+
+
+def composite_sources(params: Mapping, name: str) -> list[str]:
+    return list(params["dataset"][name]["sources"])
+
+
+def built_datasets(params: Mapping) -> list[str]:
+    """The datasets read from a tree (index, align): those listed that are not composites, then the
+    composites' sources, each once. A source need not be listed itself (then only its index and aligned
+    store are made, for the composite)."""
+    names = [name for name in params["datasets"] if not is_composite(params, name)]
+    for composite in composites(params):
+        names.extend(composite_sources(params, composite))
+    return list(dict.fromkeys(names))
+
+
+def dataset_summary(params: Mapping, name: str) -> dict[str, Any]:
+    """A dataset's entry as Table 2 reads it: for a composite, `layout` "composite", `data` (synthetic,
+    real or mixed, from its sources) and `source_entries` (each source's layout and data)."""
+    entry = dict(params["dataset"][name])
+    if not is_composite(params, name):
+        return entry
+    sources = {source: {"layout": params["dataset"][source]["layout"],
+                        "data": "synthetic" if params["dataset"][source].get("synthetic") else "real"}
+               for source in composite_sources(params, name)}
+    kinds = {source["data"] for source in sources.values()}
+    return {**entry, "layout": "composite", "data": kinds.pop() if len(kinds) == 1 else "mixed",
+            "synthetic": all(s["data"] == "synthetic" for s in sources.values()), "source_entries": sources}
 
 
 def classes_of(params: Mapping, ds: str) -> list[str]:
@@ -92,6 +149,17 @@ def stage_params(params: Mapping, stage: str, ds: str | None = None, method: str
                 "registered": bool(entry.get("registered", False)),
                 "corrections": [{k: v for k, v in row.items() if k != "dataset"}
                                 for row in params["index"].get("corrections", []) if row["dataset"] == ds]}
+    if stage == "composite_index":
+        entry, mapping = params["dataset"][ds], params["mappings"][params["dataset"][ds]["mapping"]]
+        sources = composite_sources(params, ds)
+        return {"dataset": ds, "sources": sources,
+                "layouts": {source: params["dataset"][source]["layout"] for source in sources},
+                "synthetic": {source: bool(params["dataset"][source].get("synthetic", False)) for source in sources},
+                "classes": list(mapping["classes"]), "emotions": dict(mapping["emotions"]),
+                "emotions_by_layout": {layout: dict(table) for layout, table in mapping.get("by_layout", {}).items()},
+                "exclude": entry.get("exclude")}
+    if stage == "composite_aligned":
+        return {"sources": composite_sources(params, ds)}
     if stage == "align":
         return dict(params[stage])
     if stage == "magnify":
@@ -113,7 +181,7 @@ def stage_params(params: Mapping, stage: str, ds: str | None = None, method: str
         return {**params[stage], "classes": classes_of(params, ds)}
     if stage == "aggregate":
         from pipeline.baselines import methods_not_run
-        return {"datasets": {name: params["dataset"][name] for name in params["datasets"]},
+        return {"datasets": {name: dataset_summary(params, name) for name in params["datasets"]},
                 "protocols": list(params["protocols"]), "not_run": methods_not_run(params)}
     if stage == "report":
         return {}

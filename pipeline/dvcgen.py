@@ -16,6 +16,7 @@ import yaml
 
 from pipeline import paths
 from pipeline.baselines import BASELINES, TRAINED, methods_to_run
+from pipeline.config import composites
 from pipeline.errors import MerflowError
 from pipeline.protocols import SUBJECT_PROTOCOLS, kfold_k
 from pipeline.stages import (
@@ -25,6 +26,7 @@ from pipeline.stages import (
     input_files,
     module_closure,
     output_files,
+    stage_datasets,
     synthetic_layouts,
     wildcard_values,
 )
@@ -101,7 +103,9 @@ def dvc_stages(params: Mapping) -> dict:
             if not wildcard_values(stage, params, planned_folds):
                 continue                        # a stage only the methods not listed need (flow)
             items = {n: {"root": params["dataset"][n]["root"], "mapping": params["dataset"][n]["mapping"]}
-                     for n in names}
+                     for n in stage_datasets(stage, params)}
+            if not items:
+                continue                        # the composites' stages, without a composite
             stages[stage.name] = {"foreach": items, "do": _dvc_stage(stage, params, {"ds": "${key}"},
                                                                        "${item.mapping}", planned_folds)}
         elif stage.wildcards:
@@ -191,6 +195,12 @@ def dvc_yaml(params: Mapping, files: list[str] | None = None) -> str:
     """dvc.yaml of the params read from `files` (default: params.yaml alone). With overlays (more files,
     `merflow dvc-yaml --params params.yaml my.yaml`) every stage runs with all of them and tracks each
     overlay as a whole, so `dvc repro` runs what `snakemake --configfile my.yaml` runs."""
+    if composites(params):
+        # A composite's stages gather its sources' files (a list per item), which a foreach item cannot
+        # name, and MEGC's protocol is leave-one-subject-out (below); Snakemake runs composites.
+        raise MerflowError(f"dvc.yaml does not list composite datasets ({', '.join(composites(params))}): run them "
+                           "with Snakemake (snakemake --cores all --configfile workflow/configs/megc2019.yaml -- "
+                           "results/table2.csv); docs/running.md says why")
     per_subject = [p for p in params["protocols"] if p in SUBJECT_PROTOCOLS]
     if per_subject:
         # One fold per subject: the number of train stages is known only once the data are indexed,

@@ -66,7 +66,7 @@ from pipeline.errors import BadInputError
 from pipeline.imageio import write_rgb
 
 APEX_CHOICES = ("store", "estimated")
-COPIED_ATTRS = ("subject", "emotion", "label", "label_index", "onset", "offset", "fps")
+COPIED_ATTRS = ("subject", "emotion", "label", "label_index", "onset", "offset", "fps", "source")   # source: composites
 SPOTTING_COLUMNS = ["clip_id", "subject", "fps", "onset", "offset", "apex_coded", "apex_estimated",
                     "apex_used", "apex_source", "error_frames", "error_ms"]
 

@@ -261,6 +261,7 @@ def tensors_stage(magnified_h5: Path, out_h5: Path, *, height: int, width: int, 
     clip_label: list[str] = []
     clip_label_index: list[int] = []
     clip_distinct: list[int] = []
+    clip_source: list[str] = []         # a composite's clips name their source dataset (pipeline/composite.py)
     started = time.perf_counter()
     with atomic_output(out_h5) as tmp, open_h5_for_write(tmp) as h5:
         write_provenance(h5, provenance("tensors", params, {"magnified": magnified_h5}))
@@ -287,11 +288,18 @@ def tensors_stage(magnified_h5: Path, out_h5: Path, *, height: int, width: int, 
             clip_subject.append(str(attrs["subject"]))
             clip_label.append(str(attrs["label"]))
             clip_label_index.append(label_index)
+            if "source" in attrs:
+                clip_source.append(str(attrs["source"]))
         write_array(h5, "clip_id", np.array(clip_id_written, dtype=object), dtype=strings)
         write_array(h5, "subject", np.array(clip_subject, dtype=object), dtype=strings)
         write_array(h5, "label", np.array(clip_label, dtype=object), dtype=strings)
         write_array(h5, "label_index", np.array(clip_label_index, dtype=np.int64))
         write_array(h5, "distinct_variants", np.array(clip_distinct, dtype=np.int64))
+        if clip_source:
+            if len(clip_source) != len(ids):
+                raise MerflowError(f"{magnified_h5}: {len(ids) - len(clip_source)} clips have no source attribute, "
+                                   "the others have one (a composite's store names every clip's source)")
+            write_array(h5, "source", np.array(clip_source, dtype=object), dtype=strings)
         write_array(h5, "keep_ratio", np.repeat(np.asarray(keep_ratios, dtype=np.float64), len(kernels)))
         write_array(h5, "kernel", np.array(list(kernels) * len(keep_ratios), dtype=object), dtype=strings)
     elapsed = time.perf_counter() - started

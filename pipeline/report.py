@@ -82,6 +82,33 @@ def table2_html(table: pd.DataFrame) -> str:
             + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
+def composite_table_html(table: pd.DataFrame) -> str:
+    """The composites' scores as MEGC reports them: every method on the full composite and on each source
+    dataset, accuracy, UF1 and UAR of all folds' test clips pooled, the published baseline beside ours;
+    empty when Table 2 has no composite (no `{composite}/{source}` rows)."""
+    parts = table["dataset"].astype(str).str.partition("/")
+    composites = list(dict.fromkeys(parts.loc[parts[2] != "", 0]))
+    if not composites:
+        return ""
+    header = ["method", "part", "data", "protocol", "accuracy", "UF1", "UAR", "UF1 (published)", "UAR (published)"]
+    rows = []
+    for _, r in table[parts[0].isin(composites)].iterrows():
+        part = parts.loc[r.name, 2] or "full composite"
+
+        def number(column: str, r=r) -> str:
+            return "—" if pd.isna(r.get(column)) else f"{r[column]:.4f}"
+        cells = [r["method_name"], part, r["data"], r["protocol"], number("accuracy_pooled"), number("uf1_pooled"),
+                 number("uar_pooled"), number("published_uf1"), number("published_uar")]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    return (f"<h2>Composite: {html.escape(', '.join(composites))}, overall and per source dataset</h2>"
+            '<p class="note">As MEGC scores a composite: leave one subject out, the test predictions of every '
+            "fold pooled, then accuracy, unweighted F1 and unweighted average recall, over the whole composite "
+            "and over each source dataset's clips. Published: MEGC 2019's LBP-TOP baseline (See et al., FG "
+            "2019), comparable only on the real datasets.</p>"
+            '<table class="table2"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+            + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
 STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
          "table.table2{border-collapse:collapse;font-size:0.9em}"
          "table.table2 td,table.table2 th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}"
@@ -132,7 +159,7 @@ def report_stage(table_csv: str | os.PathLike, metrics_paths: Sequence[str], pre
              "training clips that folds share (Nadeau and Bengio's corrected resampled t; docs: outputs and "
              "metrics): two rows whose intervals overlap are not shown to differ. Rows with <em>data = "
              "synthetic</em> come from merflow's synthetic stand-in for the dataset and are not comparable "
-             "with the paper's numbers on the real one.</p>", table2_html(table)]
+             "with the paper's numbers on the real one.</p>", table2_html(table), composite_table_html(table)]
     published = [m for m in MEGC2019_PUBLISHED if m in set(table["method"])]
     if published:
         parts += ["<h2>Published on MEGC 2019's composite</h2>",

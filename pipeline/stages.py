@@ -33,7 +33,7 @@ from typing import Any
 
 from pipeline import paths
 from pipeline.baselines import BASELINES, FLOWNETS, HANDCRAFTED, TRAINED, any_method_runs, methods_to_run
-from pipeline.config import stage_params
+from pipeline.config import built_datasets, composite_sources, composites, stage_params
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,6 +44,12 @@ class PerDataset:
     when one of `needed_by` runs, if given: the flow stage's QC for the report)."""
     template: str
     needed_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PerSource:
+    """An input of a composite's stage: the template expanded over the composite's source datasets."""
+    template: str
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ class ParamFile:
     key: str
 
 
-Input = str | PerDataset | FoldFiles | ParamFile
+Input = str | PerDataset | PerSource | FoldFiles | ParamFile
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,8 @@ class Stage:
     audit: str | None = None            # the output `merflow audit` checks (default: the first)
     data: tuple[str, ...] = ()          # data files the code reads (a code dependency too)
     needed_by: tuple[str, ...] = ()     # methods that need it: it runs only when one of them runs (none: always)
+    applies_to: str | None = None       # of a per-dataset stage: "tree" (datasets read from a tree, composites'
+                                        # sources included) or "composite" (composites only); None: every dataset
 
     @property
     def audited(self) -> str:
@@ -97,9 +105,20 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in [
           ("layout", "tree"), ("layout",), ("synth",)),
     Stage("index", "pipeline.index:index_stage", {"root": "{root}"},
           {"index": paths.INDEX, "excluded": paths.EXCLUDED}, ("index", "excluded"), ("ds",),
-          ("dataset.{ds}", "mappings.{mapping}", "index"), data=("pipeline/datasets/corrections.csv",)),
+          ("dataset.{ds}", "mappings.{mapping}", "index"), data=("pipeline/datasets/corrections.csv",),
+          applies_to="tree"),
     Stage("align", "pipeline.faces:align_stage", {"index": paths.INDEX},
-          {"h5": paths.ALIGNED, "qc": paths.ALIGN_QC}, ("index", "h5", "qc"), ("ds",), ("align",)),
+          {"h5": paths.ALIGNED, "qc": paths.ALIGN_QC}, ("index", "h5", "qc"), ("ds",), ("align",), applies_to="tree"),
+    # A composite (pipeline/composite.py) has its own index and aligned store, made from its sources'; the
+    # stages from magnify on run on it as on any dataset.
+    Stage("composite_index", "pipeline.composite:composite_index_stage", {"source_indexes": PerSource(paths.INDEX)},
+          {"index": paths.INDEX, "excluded": paths.EXCLUDED}, ("source_indexes", "index", "excluded"), ("ds",),
+          ("dataset.{ds}", "mappings.{mapping}", "dataset"), data=("pipeline/datasets/megc2019.csv",),
+          applies_to="composite"),
+    Stage("composite_aligned", "pipeline.composite:composite_aligned_stage",
+          {"index": paths.INDEX, "aligned": PerSource(paths.ALIGNED), "align_qc": PerSource(paths.ALIGN_QC)},
+          {"h5": paths.ALIGNED, "qc": paths.ALIGN_QC}, ("index", "aligned", "align_qc", "h5", "qc"), ("ds",),
+          ("dataset.{ds}",), applies_to="composite"),
     Stage("magnify", "pipeline.evm:magnify_stage", {"aligned": paths.ALIGNED},
           {"h5": paths.MAGNIFIED, "qc": paths.MAGNIFY_QC}, ("aligned", "h5", "qc"), ("ds",),
           ("magnify", "align.eye_y")),
@@ -173,7 +192,7 @@ def param_value(params: Mapping, dotted: str) -> Any:
 def template_values(params: Mapping, wildcards: Mapping[str, Any]) -> dict[str, Any]:
     """The values a template may name: the wildcards, and a dataset's root (unless given)."""
     values = dict(wildcards)
-    if "ds" in values and "root" not in values:
+    if "ds" in values and "root" not in values and "root" in params["dataset"].get(values["ds"], {}):
         values["root"] = params["dataset"][values["ds"]]["root"]
     return values
 
@@ -187,6 +206,8 @@ def input_files(stage: Stage, params: Mapping, wildcards: Mapping[str, Any],
         if isinstance(value, PerDataset):
             needed = not value.needed_by or any_method_runs(params, value.needed_by)
             files[name] = [value.template.format(ds=ds) for ds in params["datasets"]] if needed else []
+        elif isinstance(value, PerSource):
+            files[name] = [value.template.format(ds=source) for source in composite_sources(params, values["ds"])]
         elif isinstance(value, FoldFiles):
             files[name] = fold_files(params, value.name, folds_of)
         elif isinstance(value, ParamFile):
@@ -315,9 +336,9 @@ def code_deps(stage: str | Stage) -> list[str]:
 
 def wildcard_values(stage: Stage, params: Mapping, folds_of: FoldsOf = saved_fold_numbers) -> list[dict[str, Any]]:
     """Every set of wildcard values the stage runs with under params, in order."""
-    names = list(params["datasets"])
     if stage.needed_by and not any_method_runs(params, stage.needed_by):
         return []
+    names = stage_datasets(stage, params)
     if stage.wildcards == ("layout",):
         return [{"layout": layout} for layout in synthetic_layouts(params)]
     instances: list[dict[str, Any]] = [{}]
@@ -335,6 +356,17 @@ def wildcard_values(stage: Stage, params: Mapping, folds_of: FoldsOf = saved_fol
     return instances
 
 
+def stage_datasets(stage: Stage, params: Mapping) -> list[str]:
+    """The datasets a per-dataset stage runs on: those read from a tree (composites' sources included),
+    the composites, or every dataset params list."""
+    if stage.applies_to == "tree":
+        return built_datasets(params)
+    if stage.applies_to == "composite":
+        return composites(params)
+    return list(params["datasets"])
+
+
 def synthetic_layouts(params: Mapping) -> list[str]:
-    """The layouts of the synthetic datasets params list (each generated once)."""
-    return sorted({params["dataset"][n]["layout"] for n in params["datasets"] if params["dataset"][n].get("synthetic")})
+    """The layouts of the synthetic datasets params read (composites' sources included), each generated once."""
+    return sorted({params["dataset"][n]["layout"] for n in built_datasets(params)
+                   if params["dataset"][n].get("synthetic")})

@@ -70,7 +70,7 @@ def test_the_real_clip_lists_give_megc_2019s_composite_clip_by_clip(megc):
     assert len(index) == 442 and index["subject"].nunique() == 68
     assert index["label"].value_counts().to_dict() == {"negative": 250, "positive": 109, "surprise": 83}
 
-    selected = set(zip(index["source"], index["original_clip_id"], index["subject"].str.split("/").str[1],
+    selected = set(zip(index["source"], index["original_clip_id"], index["subject"].str.split("-", n=1).str[1],
                        index["label"], strict=True))
     assert selected == set(zip(megc["dataset"], megc["clip"], megc["subject"], megc["label"], strict=True))
 
@@ -78,8 +78,8 @@ def test_the_real_clip_lists_give_megc_2019s_composite_clip_by_clip(megc):
     assert casme2_out["emotion"].value_counts().to_dict() == {"others": 99, "sadness": 7, "disgust": 3,
                                                               "fear": 2, "happiness": 1}
     by_name = casme2_out[casme2_out["reason"].str.startswith("excluded by MEGC 2019's list")]
-    assert sorted(by_name["clip_id"]) == ["casme2/sub04_EP12_01f", "casme2/sub05_EP09_05f",
-                                          "casme2/sub09_EP02_02f", "casme2/sub24_EP02_07"]
+    assert sorted(by_name["clip_id"]) == ["casme2-sub04_EP12_01f", "casme2-sub05_EP09_05f",
+                                          "casme2-sub09_EP02_02f", "casme2-sub24_EP02_07"]
     assert excluded[excluded["source"] != "casme2"].empty
 
 

@@ -253,7 +253,7 @@ def test_composite_pools_datasets_relabels_and_scores_each_source(tmp_path):
                                        for name, (csv, _) in sources.items()}, MEGC3, classes)
     assert len(index) == 4 * 5 and len(excluded) == 5                  # "others" left out, 1 per subject
     assert set(excluded["emotion"]) == {"others"}
-    assert sorted(index["subject"].unique()) == ["casme2/01", "casme2/02", "casme2b/01", "casme2b/03", "casme2b/04"]
+    assert sorted(index["subject"].unique()) == ["casme2-01", "casme2-02", "casme2b-01", "casme2b-03", "casme2b-04"]
     assert index.loc[index["emotion"] == "repression", "label"].eq("negative").all()   # paper4 said others
     composite = tmp_path / "composite"
     composite.mkdir()
@@ -262,7 +262,7 @@ def test_composite_pools_datasets_relabels_and_scores_each_source(tmp_path):
                             composite / "tensors.h5", classes)
     with h5py.File(composite / "tensors.h5", "r") as h5, h5py.File(sources["casme2b"][1], "r") as source:
         clip_ids = h5["clip_id"].asstr()[()].tolist()
-        row = clip_ids.index("casme2b/01_EP00")                              # a clip's variants are copied whole
+        row = clip_ids.index("casme2b-01_EP00")                              # a clip's variants are copied whole
         assert (h5["x"][row] == source["x"][0]).all()
         assert json.loads(h5.attrs["classes"]) == classes
         assert h5["label"].asstr()[row] == "positive" and h5["source"].asstr()[row] == "casme2b"
@@ -275,7 +275,7 @@ def test_composite_pools_datasets_relabels_and_scores_each_source(tmp_path):
                      recurrent_steps=1, batch_size=16, lr=0.01, lr_decay=0.5, min_lr=0.01, max_epochs=1,
                      momentum=0.9, weight_decay=5e-4, seed=0, device="cpu", threads=1, precision="fp32")
     scores = json.loads((out / "metrics.json").read_text())
-    assert list(scores["by_source"]) == ["casme2b"]                    # fold 2 = subject casme2b/01
+    assert list(scores["by_source"]) == ["casme2b"]                    # fold 2 = subject casme2b-01
     assert scores["by_source"]["casme2b"] == scores["confusion"]
     table = table2(fold_table([out / "metrics.json"]), {"composite": {"layout": "composite", "synthetic": True}})
     assert table["dataset"].tolist() == ["composite", "composite/casme2b"]

@@ -18,6 +18,9 @@ REPO = Path(__file__).resolve().parent.parent
 PARAMS = load_params(REPO / "params.yaml", REPO / "tests" / "tiny.yaml")
 PARAMS["methods"] = [*TRAINED, *BASELINES]
 PARAMS["pretrained_cnn"] = {**PARAMS["pretrained_cnn"], "weights": "weights/vgg_face.pt"}
+# The composites' stages run only for a composite: MEGC 2019's (workflow/configs/megc2019.yaml).
+COMPOSITE_PARAMS = load_params(REPO / "params.yaml", REPO / "tests" / "tiny.yaml",
+                               REPO / "workflow" / "configs" / "megc2019.yaml")
 
 
 def two_folds(ds: str, protocol: str) -> list[int]:
@@ -28,10 +31,11 @@ def two_folds(ds: str, protocol: str) -> list[int]:
 def test_each_stage_calls_its_function_with_arguments_it_takes(name):
     """The table's positional and keyword arguments plus stage_params bind to the function's signature."""
     stage = STAGES[name]
-    wildcards = wildcard_values(stage, PARAMS, two_folds)[0]
-    files = stage_files(stage, PARAMS, wildcards, two_folds)
+    params = PARAMS if wildcard_values(stage, PARAMS, two_folds) else COMPOSITE_PARAMS
+    wildcards = wildcard_values(stage, params, two_folds)[0]
+    files = stage_files(stage, params, wildcards, two_folds)
     values = {**files, **wildcards, "fold_dir": "results/fold"}
-    kwargs = stage_params(PARAMS, name, ds=wildcards.get("ds"), method=wildcards.get("method"))
+    kwargs = stage_params(params, name, ds=wildcards.get("ds"), method=wildcards.get("method"))
     signature = inspect.signature(stage_function(stage))
     bound = signature.bind(*(values[a] for a in stage.args), **{k: values[v] for k, v in stage.keywords.items()},
                            **kwargs)

@@ -31,6 +31,7 @@ from sklearn.svm import SVC
 
 from pipeline import metrics
 from pipeline.artifacts import atomic_output
+from pipeline.composite import confusion_by_source
 from pipeline.errors import MerflowError
 from pipeline.protocols import repeat_of_fold
 
@@ -106,6 +107,8 @@ def write_fold_outputs(out_dir: Path, test: pd.DataFrame, probabilities: np.ndar
         "n_test": len(test),
         **extra,
     }
+    if "source" in test:        # a composite: scored per source dataset too, as pipeline.train does
+        scores["by_source"] = confusion_by_source(test["source"].to_numpy(), y_true, y_pred, len(classes))
     out_dir = Path(out_dir)
     with atomic_output(out_dir / "predictions.csv") as tmp:
         predictions.to_csv(tmp, index=False, float_format="%.6f")

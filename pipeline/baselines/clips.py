@@ -27,6 +27,7 @@ class AlignedClip:
     landmarks: np.ndarray       # float (68, 2) x, y in the frames' pixel coordinates
     apex: int | None = None     # the apex frame's index in `frames` (0 = onset); None if the store records none
     fps: float | None = None
+    source: str | None = None   # the source dataset of a composite's clip (pipeline/composite.py)
 
 
 def iter_aligned_clips(path: str | os.PathLike) -> Iterator[AlignedClip]:
@@ -48,7 +49,14 @@ def iter_aligned_clips(path: str | os.PathLike) -> Iterator[AlignedClip]:
             yield AlignedClip(clip_id=clip_id, subject=str(_text(attrs["subject"])),
                               label=str(_text(attrs["label"])), frames=frames,
                               landmarks=group["landmarks"][()].astype(np.float64), apex=apex,
-                              fps=float(attrs["fps"]) if "fps" in attrs else None)
+                              fps=float(attrs["fps"]) if "fps" in attrs else None,
+                              source=str(_text(attrs["source"])) if "source" in attrs else None)
+
+
+def clip_row(clip: AlignedClip) -> dict[str, str]:
+    """A clip's id, subject and label (and its source dataset, in a composite), as the folds name them."""
+    return {"clip_id": clip.clip_id, "subject": clip.subject, "label": clip.label,
+            **({"source": clip.source} if clip.source is not None else {})}
 
 
 def _text(value) -> str:

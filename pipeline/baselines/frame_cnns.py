@@ -51,7 +51,7 @@ from tqdm import tqdm
 from pipeline.apex import estimate_apex
 from pipeline.artifacts import provenance
 from pipeline.baselines.classify import split_by_fold, write_fold_outputs
-from pipeline.baselines.clips import AlignedClip, iter_aligned_clips, resize_frames
+from pipeline.baselines.clips import AlignedClip, clip_row, iter_aligned_clips, resize_frames
 from pipeline.errors import MerflowError
 
 # VGG-16: conv widths by block, "M" = 2x2 max pooling (torchvision's configuration "D").
@@ -213,7 +213,7 @@ def frame_cnn_fold(aligned_h5: Path, folds_csv: Path, fold: int, out_dir: Path, 
         if clip.label not in class_index:
             raise MerflowError(f"{aligned_h5}: clip {clip.clip_id} has label {clip.label!r}, not in {list(classes)}")
         inputs.append(clip_frames(clip.frames, params["frames_per_clip"], params["input_size"], clip_apex_index(clip)))
-        table.append({"clip_id": clip.clip_id, "subject": clip.subject, "label": clip.label})
+        table.append(clip_row(clip))
     clips = pd.DataFrame(table)
     folds = pd.read_csv(folds_csv, dtype={"clip_id": str, "subject": str, "label": str})
     train_rows, test_rows = split_by_fold(clips, folds, fold, os.fspath(aligned_h5))

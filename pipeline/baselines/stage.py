@@ -25,6 +25,7 @@ from pipeline.artifacts import provenance
 from pipeline.baselines.classify import classify_fold
 from pipeline.baselines.clips import (
     AlignedClip,
+    clip_row,
     grey,
     grey_volume,
     iter_aligned_clips,
@@ -53,7 +54,7 @@ def clip_features(aligned_h5: Path, feature: Callable[[AlignedClip], np.ndarray]
         if not np.all(np.isfinite(vector)):
             raise BadInputError(clip.clip_id, aligned_h5, "feature is not finite")
         rows.append(vector)
-        table.append({"clip_id": clip.clip_id, "subject": clip.subject, "label": clip.label})
+        table.append(clip_row(clip))
     if not rows:
         raise BadInputError("(all)", aligned_h5, "the aligned store has no clips")
     return np.stack(rows), pd.DataFrame(table)

@@ -4,7 +4,7 @@ from snakemake.utils import validate
 
 from pipeline import paths
 from pipeline.baselines import BASELINES, FLOWNETS, ON_ALIGNED, TRAINED, any_method_runs
-from pipeline.config import stage_params, validate_params
+from pipeline.config import composite_sources, composites, stage_params, validate_params
 from pipeline.protocols import fold_numbers
 from pipeline.stages import PACKAGE_ROOT, code_deps, fold_files, module_closure
 
@@ -19,6 +19,18 @@ wildcard_constraints:
     protocol=r"[A-Za-z0-9_]+",
     method=r"[A-Za-z0-9_]+",
     fold=r"\d+",
+
+
+# A composite (kind: composite) gets its index and aligned store from its sources (composite.smk); the
+# index and align rules read the datasets with a tree. \b ends a name: every {ds} character is a word character.
+COMPOSITES = "|".join(composites(config)) or "(?!)"  # (?!) matches nothing: no composite
+TREE_DATASET = rf"(?!(?:{COMPOSITES})\b)[A-Za-z0-9_]+"
+COMPOSITE_DATASET = rf"(?:{COMPOSITES})"
+
+
+def per_source(template):
+    """An input function: the template for each source dataset of the composite {ds}."""
+    return lambda wildcards: [template.format(ds=source) for source in composite_sources(config, wildcards.ds)]
 
 
 def code(stage):

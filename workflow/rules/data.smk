@@ -33,6 +33,8 @@ rule index:
         p=lambda wildcards: stage_params(config, "index", ds=wildcards.ds),
     log:
         "logs/index/{ds}.log",
+    wildcard_constraints:
+        ds=TREE_DATASET,
     conda:
         "../../environment.yml"
     threads: 1

@@ -12,6 +12,8 @@ rule align:
         p=stage_params(config, "align"),
     log:
         "logs/align/{ds}.log",
+    wildcard_constraints:
+        ds=TREE_DATASET,
     conda:
         "../../environment.yml"
     threads: 2  # frames are read by a small thread pool

@@ -1,0 +1,118 @@
+"""MEGC 2019's composite end to end: workflow/configs/megc2019.yaml through the real Snakemake workflow on
+tiny synthetic SMIC, CASME II and SAMM stand-ins, to Table 2's rows for the composite and each source.
+
+The composite's mapping in the config is MEGC 2019's (pipeline/composite.py, held against the real clip
+lists in tests/test_composite_megc.py); the run checks the wiring: the sources' index and align rules,
+the composite's index and aligned store, one LOSO folds file shared by the RCNN and the baselines, the
+per-source scores and the published baseline beside ours.
+"""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.composite import MEGC2019_CLASSES, MEGC2019_EMOTIONS
+from pipeline.config import load_params
+from pipeline.errors import MerflowError
+from tests.test_workflow import REPO, finished_jobs, snakemake
+
+MEGC2019 = REPO / "workflow" / "configs" / "megc2019.yaml"
+SOURCES = ["smic", "casme2", "samm"]
+METHODS = ["rcnn", "lbptop", "ststnet"]   # a trained method, a baseline, a flow network (all: the real config)
+
+
+def test_the_config_holds_megc_2019s_mapping_and_sources():
+    params = load_params(REPO / "params.yaml", MEGC2019)
+    mapping = params["mappings"][params["dataset"]["megc2019"]["mapping"]]
+    assert mapping["classes"] == MEGC2019_CLASSES and mapping["by_layout"] == MEGC2019_EMOTIONS
+    assert params["dataset"]["megc2019"]["sources"] == SOURCES and params["protocols"] == ["loso"]
+    assert set(params["methods"]) == {"rcnn", "rcnn_feedforward", "cnn", "lbptop", "lbpsip", "tics", "mdmo",
+                                      "pretrained_cnn", "ststnet", "off_apexnet"}
+
+
+def test_a_composite_is_checked_and_dvc_says_why_it_does_not_list_it(tmp_path):
+    from pipeline.dvcgen import dvc_yaml
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"dataset": {"megc2019": {"sources": ["smic", "nope"]}}}))
+    with pytest.raises(MerflowError, match="'nope' has no entry under `dataset:`"):
+        load_params(REPO / "params.yaml", MEGC2019, bad)
+    bad.write_text(yaml.safe_dump({"dataset": {"megc2019": {"root": "/data"}}}))
+    with pytest.raises(MerflowError, match="dataset.megc2019"):
+        load_params(REPO / "params.yaml", MEGC2019, bad)
+    with pytest.raises(MerflowError, match="does not list composite datasets"):
+        dvc_yaml(load_params(REPO / "params.yaml", MEGC2019))
+
+
+@pytest.fixture(scope="module")
+def megc_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("megc2019")     # 1 subject and 4 clips per source: 3 LOSO folds
+    tiny = workdir / "tiny.yaml"
+    tiny.write_text(yaml.safe_dump({
+        "methods": [*METHODS, "pretrained_cnn"],
+        "synth": {"subjects": 1, "clips_per_subject": 4, "frames_min": 12, "frames_max": 14},
+        "tensors": {"keep_ratios": [1.0], "kernels": ["nearest", "bicubic"]},
+        "train": {"maps": 2, "batch_size": 16, "max_epochs": 1, "threads": 1},
+        "lbptop": {"height": 64, "width": 48, "frames": 10},
+        "ststnet": {"epochs": 2},
+        "resources": {"train_mem_mb": 1000, "train_runtime_min": 10}}))
+    result = snakemake(workdir, "results/table2.csv", "results/report.html", configfiles=(MEGC2019, tiny))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return workdir, result
+
+
+def test_the_composite_runs_to_table2_overall_and_per_source(megc_run):
+    workdir, result = megc_run
+    counts = finished_jobs(result.stdout + result.stderr)
+    folds = pd.read_csv(workdir / "data" / "megc2019" / "folds" / "loso.csv", dtype=str)
+    n_folds = folds["fold"].nunique()
+    assert n_folds == 3 and sorted(folds["subject"].unique()) == ["casme2-sub01", "samm-006", "smic-s1"]
+    assert counts == {"synth": 3, "index": 3, "align": 3, "composite_index": 1, "composite_aligned": 1,
+                      "magnify": 1, "tensors": 1, "folds": 1, "train": n_folds, "lbptop": n_folds,
+                      "flow": 1, "ststnet": n_folds, "aggregate": 1, "report": 1}
+
+    index = pd.read_csv(workdir / "data" / "megc2019" / "index.csv", dtype=str)
+    excluded = pd.read_csv(workdir / "data" / "megc2019" / "excluded.csv", dtype=str)
+    assert set(index["label"]) == set(MEGC2019_CLASSES) and list(dict.fromkeys(index["source"])) == SOURCES
+    assert set(excluded["emotion"].str.lower()) <= {"others", "other", "tense", "fear", "sadness"}
+    assert (index["clip_id"] == index["source"] + "-" + index["original_clip_id"]).all()
+    with h5py.File(workdir / "data" / "megc2019" / "tensors.h5", "r") as h5:
+        stored = dict(zip(h5["clip_id"].asstr()[()], h5["source"].asstr()[()], strict=True))
+        assert stored == dict(zip(index["clip_id"], index["source"], strict=True))
+        assert json.loads(h5.attrs["classes"]) == MEGC2019_CLASSES
+    with h5py.File(workdir / "data" / "megc2019" / "aligned.h5", "r") as h5:
+        assert sorted(h5["clips"]) == sorted(index["clip_id"])
+    assert len(list((workdir / "data" / "megc2019" / "align_qc").glob("*.png"))) == len(index)
+
+    for method in METHODS:              # both score each source apart, on the same folds
+        metrics = json.loads((workdir / "results" / "megc2019" / "loso" / method / "fold0" / "metrics.json")
+                             .read_text())
+        assert list(metrics["by_source"]) == ["casme2"] and metrics["by_source"]["casme2"] == metrics["confusion"]
+        assert metrics["n_test"] == int(index["source"].eq("casme2").sum())     # fold 0: casme2-sub01
+
+    table = pd.read_csv(workdir / "results" / "table2.csv")
+    run = table[table["folds"] > 0]
+    assert run["dataset"].tolist() == ["megc2019"] * 3 + [f"megc2019/{s}" for s in sorted(SOURCES) for _ in METHODS]
+    assert run["method"].tolist() == ["lbptop", "rcnn", "ststnet"] * 4      # the paper's rows, then the others
+    whole = run[run["dataset"] == "megc2019"].set_index("method")
+    assert (whole["folds"] == n_folds).all() and (whole["data"] == "synthetic").all()
+    per_source = run[run["dataset"] != "megc2019"]
+    assert per_source["folds"].tolist() == [1] * len(per_source)     # 1 subject = 1 fold per source
+    for column in ("accuracy_pooled", "uf1_pooled", "uar_pooled"):
+        assert run[column].between(0, 1).all(), column
+    # MEGC 2019's LBP-TOP baseline beside ours, on the full composite and per source; none for the RCNN
+    assert whole.loc["lbptop", "published_uf1"] == pytest.approx(0.5882)
+    assert whole.loc["lbptop", "published_uar"] == pytest.approx(0.5785)
+    assert whole.loc["rcnn", ["published_uf1", "published_uar"]].isna().all()
+    lbptop = per_source[per_source["method"] == "lbptop"].set_index("dataset")
+    assert lbptop.loc["megc2019/casme2", "published_uf1"] == pytest.approx(0.7026)
+    assert per_source.loc[per_source["method"] == "rcnn", ["published_uf1", "published_uar"]].isna().all().all()
+    not_run = table[table["method"] == "pretrained_cnn"].iloc[0]
+    assert not_run["dataset"] == "megc2019" and not_run["folds"] == 0 and "weights" in not_run["note"]
+
+    page = (workdir / "results" / "report.html").read_text()
+    assert "Composite: megc2019, overall and per source dataset" in page and "0.5882" in page
