@@ -119,8 +119,8 @@ def table2(folds: pd.DataFrame, datasets: Mapping[str, Mapping], not_run: Mappin
         for metric in ("accuracy", "uf1", "uar"):
             row[f"{metric}_mean"] = round(float(group[metric].mean()), 4)
             row[f"{metric}_std"] = round(float(group[metric].std(ddof=1)), 4) if len(group) > 1 else 0.0
-            low, high = metrics_lib.fold_interval(group[metric], ratio, CI_LEVEL)
-            row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = round(low, 4), round(high, 4)
+            low, high = metrics_lib.fold_interval(group[metric], ratio, CI_LEVEL)   # clipped: scores lie in [0, 1]
+            row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = round(max(low, 0.0), 4), round(min(high, 1.0), 4)
         row.update(pooled_scores(group["confusion"].tolist()))
         row["paper_accuracy"] = paper
         row.update(megc2019_published(entry, method, protocol))
