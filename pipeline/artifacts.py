@@ -134,14 +134,15 @@ def write_provenance(h5: h5py.File, prov: Mapping[str, str]) -> None:
 
 def read_provenance(path: str | os.PathLike) -> dict:
     with h5py.File(path, "r") as h5:
-        prov = {key: _attr(value) for key, value in h5.attrs.items()}
+        prov = {key: attr_value(value) for key, value in h5.attrs.items()}
     for key in ("params", "inputs", "upstream"):
         if key in prov:
             prov[key] = json.loads(prov[key])
     return prov
 
 
-def _attr(value: Any) -> Any:
+def attr_value(value: Any) -> Any:
+    """An HDF5 attribute as Python: bytes decoded, NumPy scalars as Python scalars."""
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, np.generic):
@@ -181,7 +182,7 @@ def read_clip(path_or_file: str | os.PathLike | h5py.File, clip_id: str) -> tupl
     """One clip's frames and attributes."""
     if isinstance(path_or_file, h5py.File):
         group = path_or_file["clips"][clip_id]
-        return group["frames"][()], {k: _attr(v) for k, v in group.attrs.items()}
+        return group["frames"][()], {k: attr_value(v) for k, v in group.attrs.items()}
     with h5py.File(path_or_file, "r") as h5:
         return read_clip(h5, clip_id)
 

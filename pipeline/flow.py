@@ -57,6 +57,7 @@ from pipeline.apex import estimate_apex
 from pipeline.artifacts import (
     atomic_directory,
     atomic_output,
+    attr_value,
     open_h5_for_write,
     provenance,
     write_array,
@@ -205,14 +206,6 @@ def spotting_summary(table: pd.DataFrame) -> dict[str, float | int | None]:
 
 # --- the stage -----------------------------------------------------------------------------------------
 
-def _text(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def flow_stage(aligned_h5: Path, out_h5: Path, qc_dir: Path, apex_csv: Path, *, sizes: Sequence[int], apex: str,
                tau: float, data_weight: float, theta: float, scales: int, warps: int, epsilon: float,
                inner_iterations: int, outer_iterations: int, scale_step: float, median_filtering: int) -> None:
@@ -237,7 +230,7 @@ def flow_stage(aligned_h5: Path, out_h5: Path, qc_dir: Path, apex_csv: Path, *, 
         ds = Path(aligned_h5).parent.name
         for clip_id, group in tqdm(source["clips"].items(), total=len(source["clips"]), desc=f"flow {ds}",
                                    unit="clip"):
-            attrs = {key: _text(value) for key, value in group.attrs.items()}
+            attrs = {key: attr_value(value) for key, value in group.attrs.items()}
             frames = group["frames"][()] if "frames" in group else None
             if frames is None or frames.ndim not in (3, 4) or len(frames) < 2 or frames.dtype != np.uint8:
                 shape = None if frames is None else f"{frames.dtype} {frames.shape}"
@@ -283,9 +276,9 @@ def read_flow(flow_h5: str | os.PathLike, size: int) -> tuple[np.ndarray, pd.Dat
                 raise BadInputError(clip_id, flow_h5, f"has no {size} x {size} flow ({', '.join(group)}): add {size} "
                                                       "to flow.sizes")
             arrays.append(group[name][()])
-            row = {"clip_id": clip_id, "subject": str(_text(group.attrs["subject"])),
-                   "label": str(_text(group.attrs["label"]))}
+            row = {"clip_id": clip_id, "subject": str(attr_value(group.attrs["subject"])),
+                   "label": str(attr_value(group.attrs["label"]))}
             if "source" in group.attrs:
-                row["source"] = str(_text(group.attrs["source"]))
+                row["source"] = str(attr_value(group.attrs["source"]))
             table.append(row)
     return np.stack(arrays).astype(np.float32), pd.DataFrame(table)
