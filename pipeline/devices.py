@@ -1,4 +1,5 @@
-"""Where training runs: the torch device, host-to-device copies, bf16 autocast, determinism.
+"""Where training runs: the torch device, host-to-device copies, bf16 autocast, determinism; and
+reading a torch file a user points at, with a clear error.
 
 Shared by pipeline/train.py and `merflow predict`, so that a checkpoint is evaluated the way it was
 tested (same precision, same memory layout).
@@ -9,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,3 +73,15 @@ def set_determinism(deterministic: bool) -> None:
     torch.use_deterministic_algorithms(deterministic)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def load_torch_file(path: str | os.PathLike, what: str) -> Any:
+    """torch.load on the CPU with weights_only; a missing or unreadable file is a MerflowError that
+    names the file and `what` it should have been."""
+    path = Path(path)
+    if not path.is_file():
+        raise MerflowError(f"{path}: no such file (expected {what})")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:       # torch raises many types for a file that is not one it wrote
+        raise MerflowError(f"{path}: not {what} ({type(error).__name__}: {error})") from None

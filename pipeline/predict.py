@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import torch
 
+from pipeline.devices import load_torch_file
 from pipeline.errors import BadInputError, MerflowError
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -93,12 +94,7 @@ def read_input(path: str | os.PathLike) -> tuple[np.ndarray, list[str], float | 
 def load_checkpoint(model_pt: str | os.PathLike) -> dict:
     """model.pt as pipeline.train writes it, checked for the keys predict needs."""
     model_pt = Path(model_pt)
-    if not model_pt.is_file():
-        raise MerflowError(f"{model_pt}: no such model file")
-    try:
-        checkpoint = torch.load(model_pt, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a file that is not a checkpoint
-        raise MerflowError(f"{model_pt}: not a merflow model.pt ({type(error).__name__}: {error})") from None
+    checkpoint = load_torch_file(model_pt, "a merflow model.pt")
     missing = [key for key in ("state_dict", "config", "classes", "provenance") if key not in checkpoint]
     if not isinstance(checkpoint, dict) or missing:
         raise MerflowError(f"{model_pt}: not a merflow model.pt (missing {', '.join(missing)})")

@@ -24,8 +24,8 @@ its mean softmax over its V views; metrics.json also scores its unjittered view 
 Resume: after every epoch the fold's whole training state (model, optimizer, epoch, numpy and torch
 RNG states, log) is written atomically to out_dir/checkpoint.pt, which is not a rule output, so
 Snakemake keeps it when it cleans up a killed job. A rerun with the same params, inputs and code
-continues after the last finished epoch and, on CPU, ends with the same predictions as an
-uninterrupted run; the checkpoint is removed once the fold's outputs are written.
+continues after the last finished epoch (pipeline/checkpoints.py) and, on CPU, ends with the same
+predictions as an uninterrupted run; the checkpoint is removed once the fold's outputs are written.
 
 Input normalisation: one pass over the training clips before training counts each channel's grey
 levels; their mean and std (in [0, 1] units) are stored in the model as buffers and in model.pt.
@@ -56,7 +56,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from pipeline import metrics
-from pipeline.artifacts import atomic_output, canonical_json, file_sha256, provenance
+from pipeline.artifacts import atomic_output, provenance
+from pipeline.checkpoints import CHECKPOINT_NAME, resume_from_checkpoint, resume_key, save_epoch_checkpoint
 from pipeline.composite import confusion_by_source
 from pipeline.devices import autocast, check_precision, resolve_device, set_determinism, to_device, to_device_images
 from pipeline.errors import MerflowError
@@ -291,61 +292,6 @@ def predictions_table(test: pd.DataFrame, probabilities: np.ndarray, classes: li
     for c, name in enumerate(classes):
         table[f"p_{name}"] = probabilities[:, c]
     return table
-
-
-# --- epoch checkpoints: resuming a killed fold -------------------------------------------------------
-
-CHECKPOINT_NAME = "checkpoint.pt"
-CODE_FILES = (Path(__file__), Path(__file__).with_name("model.py"), Path(__file__).with_name("devices.py"))
-# (what the training maths runs)
-
-
-def resume_key(params: dict, tensors_h5: Path, folds_csv: Path) -> str:
-    """What a checkpoint must have been made from to be resumed: the fold's params, the checksums of
-    its inputs and of the training code (a checkpoint of other data, params or code is ignored)."""
-    made_from = {"params": params, "tensors": file_sha256(tensors_h5), "folds": file_sha256(folds_csv),
-                 "code": [file_sha256(path) for path in CODE_FILES]}
-    return canonical_json(made_from)
-
-
-def save_epoch_checkpoint(path: Path, key: str, epoch: int, model: RCNN, optimizer: torch.optim.Optimizer,
-                          rng: np.random.Generator, log: list[dict], train_seconds: float,
-                          train_samples: int) -> None:
-    """Everything the next epoch depends on, written atomically (a kill leaves the previous one)."""
-    state = {"key": key, "epoch": epoch, "log": log, "train_seconds": train_seconds,
-             "train_samples": train_samples,
-             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-             "optimizer": optimizer.state_dict(), "numpy_rng": rng.bit_generator.state,
-             "torch_rng": torch.get_rng_state(),
-             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
-        torch.save(state, handle)
-
-
-def resume_from_checkpoint(path: Path, key: str, model: RCNN, optimizer: torch.optim.Optimizer,
-                           rng: np.random.Generator) -> tuple[int, list[dict], float, int]:
-    """Restore the state of a checkpoint made from the same key: (epochs done, log, train seconds,
-    train samples); (0, [], 0.0, 0) and nothing restored when there is none to resume."""
-    if not path.is_file():
-        return 0, [], 0.0, 0
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # whatever makes it unreadable, the answer is to start over
-        print(f"warning: {path} cannot be read ({type(error).__name__}: {error}); training from scratch",
-              file=sys.stderr)
-        return 0, [], 0.0, 0
-    if not isinstance(state, dict) or state.get("key") != key:
-        print(f"warning: {path} was made from other params, inputs or code; training from scratch",
-              file=sys.stderr)
-        return 0, [], 0.0, 0
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    rng.bit_generator.state = state["numpy_rng"]
-    torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    print(f"resuming from {path}: epoch {state['epoch']} done", file=sys.stderr)
-    return state["epoch"], state["log"], state["train_seconds"], state["train_samples"]
 
 
 # --- the stage --------------------------------------------------------------------------------------

@@ -25,10 +25,11 @@ import torch
 import yaml
 
 from pipeline import cli
+from pipeline.checkpoints import CHECKPOINT_NAME, resume_key, save_epoch_checkpoint
 from pipeline.config import deep_update
 from pipeline.datasets.synth import SHEET_NAME, generate_casme2
 from pipeline.model import RCNN, RCNNConfig
-from pipeline.train import CHECKPOINT_NAME, resume_key, save_epoch_checkpoint, train_fold_stage
+from pipeline.train import train_fold_stage
 from tests.faults import (
     REPO,
     VM_PEAK,
@@ -220,15 +221,19 @@ def killed_run(workflow):
     record["locked"] = run("locked")
     assert run("unlock1", "--unlock")[0] == 0
 
-    # Kill 2: once at least one fold has finished (Snakemake said so) and another is between epochs.
+    # Kill 2: once at least one fold has finished (Snakemake said so) and another is between epochs
+    # with an epoch still to train. (A fold past its last epoch may be writing model.pt by the time
+    # the kill lands, and would then no longer be midway.)
     log2 = root / "run2.log"
 
     def training_midway() -> bool:
         finished = finished_jobs(log2.read_text()).get("train", 0) if log2.exists() else 0
         done = [d for d in fold_dirs(workdir) if (d / "metrics.json").exists()]
+        if not finished or finished != len(done):
+            return False
         midway = [d for d in fold_dirs(workdir)
-                  if (d / CHECKPOINT_NAME).exists() and not (d / "metrics.json").exists()]
-        return bool(finished and finished == len(done) and midway)
+                  if (d / CHECKPOINT_NAME).exists() and not (d / "model.pt").exists()]
+        return any(_checkpoint_epoch(d / CHECKPOINT_NAME) < SLOW["train"]["max_epochs"] for d in midway)
 
     status, text = run("run2", kill_when=training_midway)
     record["run2"] = finished_jobs(text)
@@ -243,6 +248,13 @@ def killed_run(workflow):
     record["resumed_logs"] = {d.name: (workdir / "logs" / "train" / f"casme2_kfold3_rcnn_{d.name}.log").read_text()
                               for d in fold_dirs(workdir)}
     return record
+
+
+def _checkpoint_epoch(path: Path) -> int:
+    try:                     # written atomically, but the fold may remove it once it has finished
+        return torch.load(path, weights_only=True)["epoch"]
+    except FileNotFoundError:
+        return 10**9
 
 
 def readable_h5(path: Path) -> bool:

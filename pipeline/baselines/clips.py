@@ -15,6 +15,7 @@ import cv2
 import h5py
 import numpy as np
 
+from pipeline.artifacts import attr_value
 from pipeline.errors import BadInputError
 
 
@@ -46,21 +47,17 @@ def iter_aligned_clips(path: str | os.PathLike) -> Iterator[AlignedClip]:
             apex = None
             if "apex" in attrs and "onset" in attrs:    # align_stage stores apex and onset as frame numbers
                 apex = int(np.clip(int(attrs["apex"]) - int(attrs["onset"]), 0, len(frames) - 1))
-            yield AlignedClip(clip_id=clip_id, subject=str(_text(attrs["subject"])),
-                              label=str(_text(attrs["label"])), frames=frames,
+            yield AlignedClip(clip_id=clip_id, subject=str(attr_value(attrs["subject"])),
+                              label=str(attr_value(attrs["label"])), frames=frames,
                               landmarks=group["landmarks"][()].astype(np.float64), apex=apex,
                               fps=float(attrs["fps"]) if "fps" in attrs else None,
-                              source=str(_text(attrs["source"])) if "source" in attrs else None)
+                              source=str(attr_value(attrs["source"])) if "source" in attrs else None)
 
 
 def clip_row(clip: AlignedClip) -> dict[str, str]:
     """A clip's id, subject and label (and its source dataset, in a composite), as the folds name them."""
     return {"clip_id": clip.clip_id, "subject": clip.subject, "label": clip.label,
             **({"source": clip.source} if clip.source is not None else {})}
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def resample_frames(frames: np.ndarray, n_frames: int) -> np.ndarray:

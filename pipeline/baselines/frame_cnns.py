@@ -52,6 +52,7 @@ from pipeline.apex import estimate_apex
 from pipeline.artifacts import provenance
 from pipeline.baselines.classify import split_by_fold, write_fold_outputs
 from pipeline.baselines.clips import AlignedClip, clip_row, iter_aligned_clips, resize_frames
+from pipeline.devices import load_torch_file
 from pipeline.errors import MerflowError
 
 # VGG-16: conv widths by block, "M" = 2x2 max pooling (torchvision's configuration "D").
@@ -118,12 +119,10 @@ def vgg16_from_scratch(n_classes: int, seed: int) -> VGG16:
 def load_pretrained(weights: str | os.PathLike, n_classes: int, seed: int) -> VGG16:
     """A VGG16 with the file's convolutions and fc6/fc7, and a new seeded last layer of n_classes."""
     path = Path(weights)
-    if not path.is_file():
-        raise MerflowError(f"pretrained_cnn.weights: {path} is not a file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:       # torch raises many types for a file that is not a state_dict
-        raise MerflowError(f"pretrained_cnn.weights: {path} is not a PyTorch state_dict ({error})") from None
+        state = load_torch_file(path, "a PyTorch state_dict")
+    except MerflowError as error:
+        raise MerflowError(f"pretrained_cnn.weights: {error}") from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     needed = [f"features.{i}.{p}" for i in conv_indices() for p in ("weight", "bias")]

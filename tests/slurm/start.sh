@@ -86,13 +86,13 @@ grep -qw "$HOST" /etc/hosts || getent hosts "$HOST" >/dev/null || echo "127.0.0.
 CPUS=$(nproc)
 MEM_MB=$(( $(free -m | awk '/^Mem:/ {print $2}') - 1024 ))
 
-# One fake GPU (a count-only GRES, no device file): lets a job ask for --gpus=1 as the train rule does
-# on a GPU cluster, so the test sees SLURM schedule the request. Nothing uses a device.
-touch "$STATE/nvidia0"
+# Two fake GPUs (empty device files): let a job ask for --gpus=1 as the train rule does on a GPU cluster,
+# so the test sees SLURM schedule the request, and two training folds run side by side. Nothing uses them.
+touch "$STATE/nvidia0" "$STATE/nvidia1"
 mkdir -p "$CONF_DIR"
 cat > "$CONF_DIR/gres.conf" <<EOF
 $MARKER; state in $STATE
-NodeName=$HOST Name=gpu File=$STATE/nvidia0
+NodeName=$HOST Name=gpu File=$STATE/nvidia[0-1]
 EOF
 cat > "$CONF_DIR/slurm.conf" <<EOF
 $MARKER; state in $STATE
@@ -115,6 +115,8 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
+# Backfill every 2 s (default 30): a job queued behind one that waits for a GPU starts without delay.
+SchedulerParameters=bf_interval=2
 ReturnToService=2
 # No slurmdbd: sacct cannot work, so snakemake must poll with --slurm-status-command squeue, and squeue
 # keeps finished jobs for MinJobAge seconds (at least 3 x the plugin's initial wait, see the recipe).
@@ -126,7 +128,7 @@ MinJobAge=300
 SlurmctldTimeout=30
 SlurmdTimeout=30
 GresTypes=gpu
-NodeName=$HOST CPUs=$CPUS RealMemory=$MEM_MB Gres=gpu:1 State=UNKNOWN
+NodeName=$HOST CPUs=$CPUS RealMemory=$MEM_MB Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 chmod 644 "$CONF_DIR/slurm.conf" "$CONF_DIR/gres.conf"
