@@ -231,16 +231,12 @@ def killed_run(workflow):
         done = [d for d in fold_dirs(workdir) if (d / "metrics.json").exists()]
         if not finished or finished != len(done):
             return False
-        midway = [d for d in fold_dirs(workdir)
-                  if (d / CHECKPOINT_NAME).exists() and not (d / "model.pt").exists()]
-        return any(_checkpoint_epoch(d / CHECKPOINT_NAME) < SLOW["train"]["max_epochs"] for d in midway)
+        return any(epoch < SLOW["train"]["max_epochs"] for epoch in midway_folds(workdir).values())
 
     status, text = run("run2", kill_when=training_midway)
     record["run2"] = finished_jobs(text)
     record["done_at_kill2"] = [d.name for d in fold_dirs(workdir) if (d / "metrics.json").exists()]
-    record["midway_at_kill2"] = {d.name: torch.load(d / CHECKPOINT_NAME, weights_only=True)["epoch"]
-                                 for d in fold_dirs(workdir)
-                                 if (d / CHECKPOINT_NAME).exists() and not (d / "model.pt").exists()}
+    record["midway_at_kill2"] = midway_folds(workdir)
     assert run("unlock2", "--unlock")[0] == 0
     status, text = run("run3", "--rerun-incomplete")
     assert status == 0, text[-4000:]
@@ -250,11 +246,17 @@ def killed_run(workflow):
     return record
 
 
-def _checkpoint_epoch(path: Path) -> int:
-    try:                     # written atomically, but the fold may remove it once it has finished
-        return torch.load(path, weights_only=True)["epoch"]
-    except FileNotFoundError:
-        return 10**9
+def midway_folds(workdir: Path) -> dict[str, int]:
+    """fold -> the epoch of its checkpoint, for the folds that have one and no model.pt yet."""
+    midway = {}
+    for fold_dir in fold_dirs(workdir):
+        if (fold_dir / "model.pt").exists():
+            continue
+        try:            # written atomically, but a fold removes it once its outputs are written
+            midway[fold_dir.name] = torch.load(fold_dir / CHECKPOINT_NAME, weights_only=True)["epoch"]
+        except FileNotFoundError:
+            pass
+    return midway
 
 
 def readable_h5(path: Path) -> bool:
