@@ -24,10 +24,10 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(SNAKEMAKE) --configfile workflow/configs/demo.yaml -- results/table2.csv results/report.html
 	@echo
-	@column -s, -t < results/table2.csv
+	@$(BIN)/merflow table results/table2.csv
 	@echo
 	@echo "Table 2: results/table2.csv   report: results/report.html (figures: results/figures/)   artifacts: data/   logs: logs/"
-	@echo "Predict on a new video: .venv/bin/merflow predict VIDEO_OR_FRAME_DIR --model results/casme2/kfold5/rcnn/fold0/model.pt"
+	@echo "Predict on a new video: .venv/bin/merflow predict VIDEO_OR_FRAME_DIR --model results/casme2/kfold5/rcnn/seed0/fold0/model.pt"
 
 # The numerics-sensitive tests run again on other CPU kernel paths than this machine's best: oneDNN
 # capped at AVX2, then at SSE4.1 with PyTorch's and OpenCV's own vector kernels lowered too, so a

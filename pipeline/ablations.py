@@ -42,7 +42,7 @@ STAGE_ORDER = ("magnify", "tensors", "train")   # the stages a setting may overr
 METHOD = "rcnn"                                 # the ablations vary the RCNN's params
 KEY_LENGTH = 10
 # The param sections the ablation table depends on (the `ablations` rule's params).
-PARAM_SECTIONS = ("ablations", "dataset", "mappings", "align", "magnify", "tensors", "train")
+PARAM_SECTIONS = ("ablations", "dataset", "mappings", "align", "magnify", "tensors", "train", "seeds")
 
 
 @dataclass(frozen=True)
@@ -150,10 +150,12 @@ def tensors_path(overrides: Mapping[str, Any], ds: str) -> str:
     return paths.TENSORS.format(ds=ds) if key is None else paths.ABLATION_TENSORS.format(ds=ds, key=key)
 
 
-def fold_dir(overrides: Mapping[str, Any], ds: str, protocol: str, fold: int) -> str:
+def fold_dir(overrides: Mapping[str, Any], ds: str, protocol: str, fold: int, seed: int) -> str:
+    """A setting's fold folder: the main pipeline's (at `seed`, the first of params' seeds, which the grid's
+    training runs with too) when it overrides no train key."""
     key = stage_key(overrides, "train")
     if key is None:
-        return paths.FOLD_DIR.format(ds=ds, protocol=protocol, method=METHOD, fold=fold)
+        return paths.FOLD_DIR.format(ds=ds, protocol=protocol, method=METHOD, seed=seed, fold=fold)
     return paths.ABLATION_FOLD_DIR.format(ds=ds, protocol=protocol, key=key, fold=fold)
 
 
@@ -177,7 +179,7 @@ def grid_files(params: Mapping, folds: Sequence[int]) -> tuple[list[str], list[s
     ds, protocol = params["ablations"]["dataset"], params["ablations"]["protocol"]
     metrics, benchmarks = [], []
     for setting in settings(params):
-        metrics += [f"{fold_dir(setting.overrides, ds, protocol, f)}/metrics.json" for f in folds]
+        metrics += [f"{fold_dir(setting.overrides, ds, protocol, f, params['seeds'][0])}/metrics.json" for f in folds]
         benchmarks += [b for _, b in rerun_jobs(setting.overrides, ds, protocol, folds)]
     return list(dict.fromkeys(metrics)), list(dict.fromkeys(benchmarks))
 
@@ -228,7 +230,7 @@ def ablations_table(params: Mapping, folds: Sequence[int], check_params: bool = 
     for setting in settings(params):
         rows = []
         for fold in folds:
-            directory = fold_dir(setting.overrides, ds, protocol, fold)
+            directory = fold_dir(setting.overrides, ds, protocol, fold, params["seeds"][0])
             with open(f"{directory}/metrics.json") as handle:
                 m = json.load(handle)
             if check_params:

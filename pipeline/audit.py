@@ -126,11 +126,13 @@ def audit_pipeline(params: Mapping) -> list[ArtifactAudit]:
     stale: set[str] = set()
     for stage in STAGES.values():
         for wildcards in wildcard_values(stage, params, fold_numbers_now):
-            label = " ".join([stage.name, *(f"fold{v}" if w == "fold" else str(v) for w, v in wildcards.items())])
+            label = " ".join([stage.name, *(f"{w}{v}" if w in ("seed", "fold") else str(v)
+                                            for w, v in wildcards.items())])
             artifact = output_files(stage, params, wildcards)[stage.audited]
             expected = None
             if stage.records_params():
-                expected = stage_params(params, stage.name, ds=wildcards.get("ds"), method=wildcards.get("method"))
+                expected = stage_params(params, stage.name, ds=wildcards.get("ds"), method=wildcards.get("method"),
+                                        seed=wildcards.get("seed"))
                 if "fold" in wildcards:
                     expected = {**expected, "fold": wildcards["fold"]}
             entry = audit_artifact(label, artifact, expected, stale)

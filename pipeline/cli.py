@@ -88,7 +88,7 @@ def cmd_stage(args: argparse.Namespace) -> None:
         return
     from pipeline.stages import run_stage
     run_stage(_load(args.params), args.name, ds=args.dataset, protocol=args.protocol, method=args.method,
-              fold=args.fold)
+              seed=args.seed, fold=args.fold)
 
 
 def cmd_dvc_yaml(args: argparse.Namespace) -> None:
@@ -162,6 +162,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 1 if any(r.status in (STALE, MISSING) for r in results) else 0
 
 
+def cmd_table(args: argparse.Namespace) -> None:
+    """Table 2's headline columns, one row a line (the CSV has every column)."""
+    import pandas as pd
+
+    from pipeline.aggregate import headline_text
+    print(headline_text(pd.read_csv(args.table)))
+    print(f"\nEvery column (intervals, seed spread, per-subject means): {args.table}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pipeline.ablation_jobs import DVC_STAGES
     from pipeline.datasets.layouts import LAYOUTS
@@ -201,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("--dataset", help="dataset name (for synth: the layout)")
     stage.add_argument("--protocol")
     stage.add_argument("--method")
+    stage.add_argument("--seed", type=int, help="a network's seed (default: the first of params' seeds)")
     stage.add_argument("--fold", type=int)
     stage.add_argument("--key", help="an ablation setting's artifact key (the ablation_* stages)")
     stage.add_argument("--params", nargs="+", help=params_help)
@@ -223,10 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true", help="print the audit as JSON")
     audit.set_defaults(func=cmd_audit)
 
+    table = sub.add_parser("table", help="print Table 2's headline: accuracy, UF1 and UAR with their intervals")
+    table.add_argument("table", nargs="?", default="results/table2.csv", help="default: results/table2.csv")
+    table.set_defaults(func=cmd_table)
+
     predict = sub.add_parser("predict", help="class probabilities of a new video or folder of frames")
     predict.add_argument("input", help="a video file (anything OpenCV reads) or a folder of jpg/png/bmp frames, "
                                        "onset to offset")
-    predict.add_argument("--model", required=True, help="a trained model, results/.../fold{k}/model.pt")
+    predict.add_argument("--model", required=True, help="a trained model, results/.../seed{s}/fold{k}/model.pt")
     predict.add_argument("--params", nargs="+", help="params files: refuse the model if it was trained with "
                                                      "other align/magnify/tensors params (default: use the "
                                                      "params the model records)")

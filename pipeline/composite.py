@@ -257,11 +257,3 @@ def composite_aligned_stage(index_csv: Path, source_aligned: Sequence[Path], sou
     finally:
         for h5 in files.values():
             h5.close()
-
-
-def confusion_by_source(sources: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
-                        n_classes: int) -> dict[str, list[list[int]]]:
-    """One confusion matrix per source dataset of the test clips (rows truth, columns prediction)."""
-    from pipeline.metrics import confusion
-    return {str(source): confusion(y_true[sources == source], y_pred[sources == source], n_classes).tolist()
-            for source in sorted(set(sources))}

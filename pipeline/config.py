@@ -19,6 +19,7 @@ import yaml
 from pipeline.errors import ParamsError
 from pipeline.paths import SYNTH_DIR
 
+SEEDED_SECTIONS = ("train", "cnn", "pretrained_cnn", "ststnet", "off_apexnet")   # their seed is `seeds`'s
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "params.schema.yaml"
 PACKAGED_PARAMS = str(Path(__file__).resolve().parent.parent / "params.yaml")   # the defaults merflow ships
 
@@ -48,6 +49,11 @@ def validate_params(params: Mapping) -> None:
         k = params["folds"]["k"]
         raise ParamsError(f"folds.k: the number of folds is part of the protocol's name, so that it shows in "
                           f"every path: remove folds.k and write `protocols: [kfold{k}]` (kfold5 is the paper's)")
+    old_seeds = [f"{section}.seed" for section in SEEDED_SECTIONS
+                 if isinstance(params.get(section), Mapping) and "seed" in params[section]]
+    if old_seeds:
+        raise ParamsError(f"{', '.join(old_seeds)}: a network's seed is the top-level `seeds` list (each seed its own "
+                          f"run and folder): remove {' and '.join(old_seeds)} and write e.g. `seeds: [0]`")
     with open(SCHEMA_PATH) as handle:
         schema = yaml.safe_load(handle)
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(params), key=lambda e: list(e.path))
@@ -137,8 +143,11 @@ def classes_of(params: Mapping, ds: str) -> list[str]:
     return list(params["mappings"][params["dataset"][ds]["mapping"]]["classes"])
 
 
-def stage_params(params: Mapping, stage: str, ds: str | None = None, method: str | None = None) -> dict[str, Any]:
-    """The keyword arguments a stage function is called with: exactly the params it depends on."""
+def stage_params(params: Mapping, stage: str, ds: str | None = None, method: str | None = None,
+                 seed: int | None = None) -> dict[str, Any]:
+    """The keyword arguments a stage function is called with: exactly the params it depends on. A network's
+    `seed` is one of params' `seeds` (its job's; default the first)."""
+    seed = int(params.get("seeds", [0])[0] if seed is None else seed)
     if stage == "synth":
         return dict(params["synth"])
     if stage == "index":
@@ -169,20 +178,21 @@ def stage_params(params: Mapping, stage: str, ds: str | None = None, method: str
     if stage == "folds":
         return dict(params["folds"])
     if stage == "train":
-        return {**params["train"], "method": method}
+        return {**params["train"], "seed": seed, "method": method}
     if stage in ("lbptop", "lbpsip", "tics", "mdmo"):      # the hand-crafted baselines: features + linear SVM
         return {**params[stage], "classes": classes_of(params, ds), "svm_c": params["svm"]["c"],
                 "svm_seed": params["svm"]["seed"]}
     if stage in ("cnn", "pretrained_cnn"):
-        return {**params[stage], "classes": classes_of(params, ds)}
+        return {**params[stage], "seed": seed, "classes": classes_of(params, ds)}
     if stage == "flow":
         return dict(params["flow"])
     if stage in ("ststnet", "off_apexnet"):                # the flow networks (pipeline/baselines/flownets.py)
-        return {**params[stage], "classes": classes_of(params, ds)}
+        return {**params[stage], "seed": seed, "classes": classes_of(params, ds)}
     if stage == "aggregate":
         from pipeline.baselines import methods_not_run
         return {"datasets": {name: dataset_summary(params, name) for name in params["datasets"]},
-                "protocols": list(params["protocols"]), "not_run": methods_not_run(params)}
+                "protocols": list(params["protocols"]), "not_run": methods_not_run(params),
+                "bootstrap": params["aggregate"]["bootstrap"], "bootstrap_seed": params["aggregate"]["bootstrap_seed"]}
     if stage == "report":
         return {}
     raise ValueError(f"unknown stage '{stage}'")

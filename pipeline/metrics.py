@@ -51,6 +51,14 @@ def uar(y_true, y_pred, n_classes: int) -> float:
     return uar_from_confusion(confusion(y_true, y_pred, n_classes))
 
 
+def confusion_by_group(groups: np.ndarray, y_true, y_pred, n_classes: int) -> dict[str, list[list[int]]]:
+    """One confusion matrix per group (a test subject, a composite's source dataset), keyed by its name."""
+    groups = np.asarray(groups).astype(str)
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    return {group: confusion(y_true[groups == group], y_pred[groups == group], n_classes).tolist()
+            for group in sorted(set(groups))}
+
+
 # --- from a confusion matrix: pooling the predictions of several folds (MEGC's LOSO scores) ----------
 
 def accuracy_from_confusion(cm) -> float:
@@ -99,3 +107,43 @@ def fold_interval(values, test_to_train: float, level: float = 0.95) -> tuple[fl
         return float("nan"), float("nan")
     half = t.ppf(0.5 + level / 2, n - 1) * np.sqrt((1 / n + test_to_train) * values.var(ddof=1))
     return float(values.mean() - half), float(values.mean() + half)
+
+
+# --- many confusion matrices at once: the subject bootstrap -------------------------------------------
+
+def scores_of_confusions(cms) -> dict[str, np.ndarray]:
+    """Accuracy, UF1 and UAR of each matrix of a stack (..., C, C), as `accuracy_from_confusion`,
+    `uf1_from_confusion` and `uar_from_confusion` score one."""
+    cms = np.asarray(cms, dtype=np.float64)
+    tp = np.diagonal(cms, axis1=-2, axis2=-1)
+    support, predicted = cms.sum(axis=-1), cms.sum(axis=-2)
+    fp, fn = predicted - tp, support - tp
+    seen, present = (tp + fp + fn) > 0, support > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(seen, 2 * tp / np.where(seen, 2 * tp + fp + fn, 1), 0.0)
+        recall = np.where(present, tp / np.where(present, support, 1), 0.0)
+        return {"accuracy": tp.sum(axis=-1) / cms.sum(axis=(-2, -1)),
+                "uf1": f1.sum(axis=-1) / seen.sum(axis=-1),
+                "uar": recall.sum(axis=-1) / present.sum(axis=-1)}
+
+
+def subject_bootstrap(confusions, draws: int, seed: int, level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """Percentile interval of the pooled scores when the subjects are drawn again with replacement.
+
+    `confusions` is (seeds, subjects, C, C): each subject's confusion matrix under each training seed (the
+    same subjects in every seed). A draw picks len(subjects) subjects with replacement; under each seed
+    their matrices are summed (their predictions pooled, as MEGC scores leave-one-subject-out) and scored,
+    and the draw's score is the mean over seeds, the same statistic as the headline. So the interval
+    covers which subjects happened to be recorded and, through the mean, the seeds. metric ->
+    (low, high) at `level`."""
+    confusions = np.asarray(confusions, dtype=np.int64)
+    n_subjects = confusions.shape[1]
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, n_subjects, size=(draws, n_subjects))
+    counts = np.zeros((draws, n_subjects), dtype=np.int64)
+    np.add.at(counts, (np.repeat(np.arange(draws), n_subjects), picks.ravel()), 1)
+    pooled = np.einsum("bj,sjkl->bskl", counts, confusions)       # (draws, seeds, C, C)
+    tail = (1 - level) / 2 * 100
+    return {metric: (float(np.percentile(values.mean(axis=1), tail)),
+                     float(np.percentile(values.mean(axis=1), 100 - tail)))
+            for metric, values in scores_of_confusions(pooled).items()}

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import __version__
-from pipeline.aggregate import MEGC2019_PUBLISHED, METHOD_NAMES, TABLE2_COLUMNS, fold_key, fold_table
+from pipeline.aggregate import MEGC2019_PUBLISHED, METHOD_NAMES
 from pipeline.artifacts import atomic_directory, atomic_output
 from pipeline.figures import (
     apex_error_figure,
@@ -30,6 +30,7 @@ from pipeline.figures import (
     png_bytes,
     thumbnail_png,
 )
+from pipeline.fold_results import fold_key, fold_table
 
 
 def _data_uri(png: bytes) -> str:
@@ -42,17 +43,27 @@ def _figure(png: bytes, caption: str, width: int | None = None) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def _mean_std(mean: float, std: float, low: float = np.nan, high: float = np.nan) -> str:
-    """mean ± std, then the confidence interval [low, high] where there is one."""
+def _mean_std(mean: float, std: float) -> str:
+    """mean ± std (the ablation table's per-fold spread)."""
     if pd.isna(mean):
         return "—"
-    text = f"{mean:.3f}" if pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
-    return text if pd.isna(low) or pd.isna(high) else f"{text} [{low:.2f}, {high:.2f}]"
+    return f"{mean:.3f}" if pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
 
 
-def _scores(row: pd.Series, metric: str) -> str:
-    return _mean_std(row[f"{metric}_mean"], row[f"{metric}_std"], row.get(f"{metric}_ci_low", np.nan),
-                     row.get(f"{metric}_ci_high", np.nan))
+def _headline(row: pd.Series, metric: str) -> str:
+    """A metric's headline and its 95% interval, e.g. 0.662 [0.52, 0.80]."""
+    if pd.isna(row.get(metric)):
+        return "—"
+    low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+    return f"{row[metric]:.3f}" + ("" if pd.isna(low) or pd.isna(high) else f" [{low:.2f}, {high:.2f}]")
+
+
+def _seed_spread(row: pd.Series) -> str:
+    """The seeds' min–max of the row's headline UF1 (and accuracy), or — with one seed."""
+    if pd.isna(row.get("seeds")) or int(row["seeds"]) <= 1:
+        return "—"
+    return " · ".join(f"{name} {row[f'{m}_seed_min']:.3f}–{row[f'{m}_seed_max']:.3f}"
+                      for name, m in (("acc.", "accuracy"), ("UF1", "uf1")))
 
 
 def _folds_cell(row: pd.Series) -> str:
@@ -60,53 +71,58 @@ def _folds_cell(row: pd.Series) -> str:
     return f"{int(row['folds'])}" + ("" if pd.isna(repeats) or int(repeats) <= 1 else f" ({int(repeats)})")
 
 
+def _cell(value: object, digits: int = 3) -> str:
+    if isinstance(value, float | np.floating):
+        return "—" if pd.isna(value) else f"{value:.{digits}f}"
+    return "" if value is None else str(value)
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    return ('<table class="table2"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+            + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
+                                               + "</tr>" for cells in rows) + "</tbody></table>")
+
+
 def table2_html(table: pd.DataFrame) -> str:
-    """Table 2 as the paper prints it, ours beside the paper's accuracy. Columns that aggregate does
-    not write itself (e.g. a note on a method that was not run) are shown as they are, at the end."""
-    extra = [c for c in table.columns if c not in TABLE2_COLUMNS and table[c].replace("", np.nan).notna().any()]
-    header = ["method", "dataset", "data", "protocol", "folds (repeats)", "accuracy (ours)", "accuracy (paper)",
-              "UF1", "UAR", "pooled accuracy / UF1 / UAR", "published UF1 / UAR (MEGC 2019)", *extra]
+    """Table 2: each row's headline (the protocol's own number) with its 95% interval, beside the paper's
+    accuracy and the published numbers (real data only); a leave-one-subject-out row also shows the mean of
+    its per-subject UF1, kept apart from the headline."""
+    header = ["method", "dataset", "data", "protocol", "subject-independent", "folds (repeats)", "seeds", "headline",
+              "accuracy [95%]", "UF1 [95%]", "UAR [95%]", "seed spread", "UF1 per-subject mean", "paper accuracy",
+              "published UF1 / UAR", "note"]
     rows = []
     for _, r in table.iterrows():
-        cells = [r["method_name"], r["dataset"], r["data"], r["protocol"],
-                 "—" if pd.isna(r["folds"]) else _folds_cell(r),
-                 _scores(r, "accuracy"),
-                 "—" if pd.isna(r["paper_accuracy"]) else f"{r['paper_accuracy']:.3f}",
-                 _scores(r, "uf1"), _scores(r, "uar"),
-                 "—" if pd.isna(r.get("accuracy_pooled")) else
-                 " / ".join(f"{r[f'{m}_pooled']:.3f}" for m in ("accuracy", "uf1", "uar")),
-                 "—" if pd.isna(r.get("published_uf1")) else f"{r['published_uf1']:.4f} / {r['published_uar']:.4f}",
-                 *["" if pd.isna(r[c]) else r[c] for c in extra]]
-        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-    return ('<table class="table2"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in header)
-            + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+        rows.append([r["method_name"], r["dataset"], r["data"], r["protocol"],
+                     "yes" if r["subject_independent"] in (True, "True") else "no",
+                     "—" if pd.isna(r["folds"]) else _folds_cell(r), _cell(r["seeds"]).removesuffix(".000"),
+                     r["headline"], _headline(r, "accuracy"), _headline(r, "uf1"), _headline(r, "uar"),
+                     _seed_spread(r), _cell(r.get("uf1_subject_mean")), _cell(r["paper_accuracy"]),
+                     "—" if pd.isna(r.get("published_uf1")) else f"{r['published_uf1']:.4f} / {r['published_uar']:.4f}",
+                     "" if pd.isna(r.get("note")) else r["note"]])
+    return _html_table(header, rows)
 
 
 def composite_table_html(table: pd.DataFrame) -> str:
     """The composites' scores as MEGC reports them: every method on the full composite and on each source
-    dataset, accuracy, UF1 and UAR of all folds' test clips pooled, the published baseline beside ours;
-    empty when Table 2 has no composite (no `{composite}/{source}` rows)."""
+    dataset, all subjects' test predictions pooled, with the subject-bootstrap interval and the published
+    numbers beside ours (real data only); empty when Table 2 has no composite (no `{composite}/{source}` rows)."""
     parts = table["dataset"].astype(str).str.partition("/")
     composites = list(dict.fromkeys(parts.loc[parts[2] != "", 0]))
     if not composites:
         return ""
-    header = ["method", "part", "data", "protocol", "accuracy", "UF1", "UAR", "UF1 (published)", "UAR (published)"]
+    header = ["method", "part", "data", "protocol", "accuracy [95%]", "UF1 [95%]", "UAR [95%]", "UF1 (published)",
+              "UAR (published)", "note"]
     rows = []
     for _, r in table[parts[0].isin(composites)].iterrows():
-        part = parts.loc[r.name, 2] or "full composite"
-
-        def number(column: str, r=r) -> str:
-            return "—" if pd.isna(r.get(column)) else f"{r[column]:.4f}"
-        cells = [r["method_name"], part, r["data"], r["protocol"], number("accuracy_pooled"), number("uf1_pooled"),
-                 number("uar_pooled"), number("published_uf1"), number("published_uar")]
-        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        rows.append([r["method_name"], parts.loc[r.name, 2] or "full composite", r["data"], r["protocol"],
+                     _headline(r, "accuracy"), _headline(r, "uf1"), _headline(r, "uar"),
+                     _cell(r.get("published_uf1"), 4), _cell(r.get("published_uar"), 4),
+                     "" if pd.isna(r.get("note")) else r["note"]])
     return (f"<h2>Composite: {html.escape(', '.join(composites))}, overall and per source dataset</h2>"
             '<p class="note">As MEGC scores a composite: leave one subject out, the test predictions of every '
-            "fold pooled, then accuracy, unweighted F1 and unweighted average recall, over the whole composite "
-            "and over each source dataset's clips. Published: MEGC 2019's LBP-TOP baseline (See et al., FG "
-            "2019), comparable only on the real datasets.</p>"
-            '<table class="table2"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in header)
-            + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+            "subject pooled, then accuracy, unweighted F1 and unweighted average recall, over the whole composite "
+            "and over each source dataset's subjects; the interval resamples those subjects. Published: MEGC "
+            "2019's baselines and STSTNet, shown only on the real datasets.</p>" + _html_table(header, rows))
 
 
 STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
@@ -154,24 +170,32 @@ def report_stage(table_csv: str | os.PathLike, metrics_paths: Sequence[str], pre
         return png
 
     parts = ["<h2>Table 2: ours beside the paper's</h2>",
-             '<p class="note">Mean ± sample standard deviation across folds (all folds of all repeats; '
-             "folds (repeats) counts them), then the 95% confidence interval of the mean, corrected for the "
-             "training clips that folds share (Nadeau and Bengio's corrected resampled t; docs: outputs and "
-             "metrics): two rows whose intervals overlap are not shown to differ. Rows with <em>data = "
-             "synthetic</em> come from merflow's synthetic stand-in for the dataset and are not comparable "
-             "with the paper's numbers on the real one.</p>", table2_html(table), composite_table_html(table)]
-    published = [m for m in MEGC2019_PUBLISHED if m in set(table["method"])]
-    if published:
+             '<p class="note">Each row leads with its protocol\'s own number (<em>headline</em>). k-fold (the '
+             "paper's protocol): the mean over folds (all folds of all repeats) with the 95% corrected resampled t "
+             "interval, which allows for the training clips that folds share. Leave one subject out (MEGC's "
+             "protocol, and every composite's per-source row): the scores of all subjects' predictions pooled, "
+             "with a 95% percentile interval from resampling the subjects; the mean of per-subject scores, which "
+             "subjects with one or two classes bias, stands apart. With several seeds the headline is their mean "
+             "and the seed spread their min–max. Two rows whose intervals overlap are not shown to differ.</p>"
+             '<p class="note"><em>Subject-independent</em>: no test subject has clips in training. k-fold splits '
+             "clips at random, as the paper does, so a test subject's other clips are in training and the "
+             "network may recognise the person as much as the expression; leave one subject out holds each "
+             "subject out whole. Rows with <em>data = synthetic</em> come from merflow's synthetic stand-in; the "
+             "paper's and published numbers, which are for the real datasets, are left out of them (the note "
+             "names them).</p>", table2_html(table), composite_table_html(table)]
+    published = [m for m in MEGC2019_PUBLISHED if m in set(table.loc[table["published_uf1"].notna(), "method"])]
+    if published:       # beside a MEGC 2019 composite of the real datasets only
         parts += ["<h2>Published on MEGC 2019's composite</h2>",
                   '<p class="note">UF1 / UAR as published, on SMIC-HS + CASME II + SAMM (3 classes, leave one '
-                  "subject out over 68 subjects, all folds' predictions pooled): LBP-TOP and OFF-ApexNet as See et "
-                  "al. report them (MEGC 2019), STSTNet as Liong et al. (FG 2019). Comparable with our pooled UF1 / "
-                  "UAR only on a MEGC 2019 composite of the real datasets (Table 2 shows them beside it).</p>",
-                  published_html(published)]
+                  "subject out over 68 subjects, all subjects' predictions pooled): LBP-TOP and OFF-ApexNet as See "
+                  "et al. report them (MEGC 2019), with STSTNet in Table III of Liong et al. (FG 2019). LBP-TOP's "
+                  "SMIC pair (UF1 0.2000, UAR 0.5280) is no target: no pooled confusion matrix of SMIC-HS's clips "
+                  "gives both.</p>", published_html(published)]
     if len(folds):
         parts += ["<h2>Accuracy, UF1 and UAR per fold</h2>",
                   _figure(add("summary", "fold_metrics", png_bytes(fold_accuracy_figure(folds, table))),
-                          "every fold's test score; bar: mean ± std; red diamond: the paper's accuracy")]
+                          "every fold's test score (each seed's); bar: mean ± std; red diamond: the paper's accuracy "
+                          "(real data)")]
 
     grouped: dict[tuple[str, str, str], list[pd.DataFrame]] = {}
     for path in prediction_paths:

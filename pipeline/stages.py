@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import paths
-from pipeline.baselines import BASELINES, FLOWNETS, HANDCRAFTED, TRAINED, any_method_runs, methods_to_run
+from pipeline.baselines import BASELINES, FLOWNETS, HANDCRAFTED, TRAINED, any_method_runs, methods_to_run, seeds_of
 from pipeline.config import built_datasets, composite_sources, composites, stage_params
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +71,8 @@ Input = str | PerDataset | PerSource | FoldFiles | ParamFile
 class Stage:
     name: str
     function: str                       # "module:function"
-    inputs: Mapping[str, Input]         # name -> path template ({ds}, {layout}, {protocol}, {method}, {fold}, {root})
+    inputs: Mapping[str, Input]         # name -> path template ({ds}, {layout}, {protocol}, {method}, {seed}, {fold},
+                                        # {root})
     outputs: Mapping[str, str]
     args: tuple[str, ...]               # positional arguments, by input, output or wildcard name
     wildcards: tuple[str, ...] = ()
@@ -127,27 +128,28 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in [
     Stage("folds", "pipeline.protocols:folds_stage", {"index": paths.INDEX}, {"folds": paths.FOLDS},
           ("index", "folds"), ("ds", "protocol"), ("folds",), keywords={"protocol": "protocol"}),
     Stage("train", "pipeline.train:train_fold_stage", {"tensors": paths.TENSORS, "folds": paths.FOLDS},
-          _fold_outputs("{method}", TRAIN_FILES), ("tensors", *FOLD_ARGS), ("ds", "protocol", "method", "fold"),
+          _fold_outputs("{method}", TRAIN_FILES), ("tensors", *FOLD_ARGS), ("ds", "protocol", "method", "seed", "fold"),
           ("train",), audit="model"),
     *(Stage(method, f"pipeline.baselines.stage:{method}_fold_stage", {"aligned": paths.ALIGNED, "folds": paths.FOLDS},
-            _fold_outputs(method, BASELINE_FILES), ("aligned", *FOLD_ARGS), ("ds", "protocol", "fold"),
+            _fold_outputs(method, BASELINE_FILES), ("aligned", *FOLD_ARGS), ("ds", "protocol", "seed", "fold"),
             (method, "svm", "mappings.{mapping}.classes"), audit="metrics") for method in HANDCRAFTED),
     Stage("cnn", "pipeline.baselines.frame_cnns:cnn_fold_stage", {"aligned": paths.ALIGNED, "folds": paths.FOLDS},
-          _fold_outputs("cnn", BASELINE_FILES), ("aligned", *FOLD_ARGS), ("ds", "protocol", "fold"),
+          _fold_outputs("cnn", BASELINE_FILES), ("aligned", *FOLD_ARGS), ("ds", "protocol", "seed", "fold"),
           ("cnn", "mappings.{mapping}.classes"), audit="metrics"),
     Stage("pretrained_cnn", "pipeline.baselines.frame_cnns:pretrained_cnn_fold_stage",
           {"aligned": paths.ALIGNED, "folds": paths.FOLDS, "weights": ParamFile("pretrained_cnn.weights")},
-          _fold_outputs("pretrained_cnn", BASELINE_FILES), ("aligned", *FOLD_ARGS), ("ds", "protocol", "fold"),
+          _fold_outputs("pretrained_cnn", BASELINE_FILES), ("aligned", *FOLD_ARGS), ("ds", "protocol", "seed", "fold"),
           ("pretrained_cnn", "mappings.{mapping}.classes"), audit="metrics"),
     Stage("flow", "pipeline.flow:flow_stage", {"aligned": paths.ALIGNED},
           {"h5": paths.FLOW, "qc": paths.FLOW_QC, "apex_spotting": paths.APEX_SPOTTING},
           ("aligned", "h5", "qc", "apex_spotting"), ("ds",), ("flow",), needed_by=FLOWNETS),
     *(Stage(method, f"pipeline.baselines.flownets:{method}_fold_stage", {"flow": paths.FLOW, "folds": paths.FOLDS},
-            _fold_outputs(method, BASELINE_FILES), ("flow", *FOLD_ARGS), ("ds", "protocol", "fold"),
+            _fold_outputs(method, BASELINE_FILES), ("flow", *FOLD_ARGS), ("ds", "protocol", "seed", "fold"),
             (method, "mappings.{mapping}.classes"), audit="metrics") for method in FLOWNETS),
     Stage("aggregate", "pipeline.aggregate:aggregate_stage", {"metrics": FoldFiles("metrics.json")},
           {"table": paths.TABLE2, "metrics_json": paths.METRICS, "fold_metrics": paths.FOLD_METRICS},
-          ("metrics", "table"), params=("datasets", "protocols", "methods", "dataset.{ds}", "pretrained_cnn.weights"),
+          ("metrics", "table"), params=("datasets", "protocols", "methods", "dataset.{ds}", "pretrained_cnn.weights",
+                                        "aggregate"),
           keywords={"metrics_json": "metrics_json", "folds_csv": "fold_metrics"}),
     Stage("report", "pipeline.report:report_stage",
           {"table": paths.TABLE2, "metrics": FoldFiles("metrics.json"), "predictions": FoldFiles("predictions.csv"),
@@ -175,11 +177,11 @@ def saved_fold_numbers(ds: str, protocol: str) -> list[int]:
 
 
 def fold_files(params: Mapping, name: str, folds_of: FoldsOf = saved_fold_numbers) -> list[str]:
-    """Every fold's `name` file (metrics.json, predictions.csv) of the datasets, protocols and methods of
-    params that run (not the pre-trained CNN without weights)."""
-    return [f"{paths.FOLD_DIR}/{name}".format(ds=ds, protocol=protocol, method=method, fold=fold)
+    """Every fold's `name` file (metrics.json, predictions.csv) of the datasets, protocols, methods and seeds
+    of params that run (not the pre-trained CNN without weights)."""
+    return [f"{paths.FOLD_DIR}/{name}".format(ds=ds, protocol=protocol, method=method, seed=seed, fold=fold)
             for ds in params["datasets"] for protocol in params["protocols"] for method in methods_to_run(params)
-            for fold in folds_of(ds, protocol)]
+            for seed in seeds_of(params, method) for fold in folds_of(ds, protocol)]
 
 
 def param_value(params: Mapping, dotted: str) -> Any:
@@ -240,7 +242,7 @@ def call_stage(stage: Stage, files: Mapping[str, Any], wildcards: Mapping[str, A
     """Call the stage's function with its files and wildcards as the table says (through `runner`, e.g.
     pipeline.runner.run_logged with its log file bound, when given)."""
     values: dict[str, Any] = {name: Path(value) if isinstance(value, str) else value for name, value in files.items()}
-    values.update({name: int(value) if name == "fold" else str(value) for name, value in wildcards.items()})
+    values.update({name: int(value) if name in ("fold", "seed") else str(value) for name, value in wildcards.items()})
     if "metrics" in stage.outputs and "fold" in wildcards:
         values["fold_dir"] = Path(files["metrics"]).parent
     args = [values[name] for name in stage.args]
@@ -253,10 +255,13 @@ def call_stage(stage: Stage, files: Mapping[str, Any], wildcards: Mapping[str, A
 
 
 def run_stage(params: Mapping, stage: str, *, ds: str | None = None, protocol: str | None = None,
-              method: str | None = None, fold: int | None = None) -> None:
-    """Run one stage for one dataset (and protocol, method, fold where they apply), as Snakemake would."""
+              method: str | None = None, seed: int | None = None, fold: int | None = None) -> None:
+    """Run one stage for one dataset (and protocol, method, seed, fold where they apply), as Snakemake would.
+    A per-fold stage's seed defaults to the one its method runs with first (seeds_of)."""
     entry = STAGES[stage]
-    given = {"layout": ds, "ds": ds, "protocol": protocol, "method": method, "fold": fold}
+    if seed is None and "seed" in entry.wildcards:
+        seed = seeds_of(params, method or stage)[0]
+    given = {"layout": ds, "ds": ds, "protocol": protocol, "method": method, "seed": seed, "fold": fold}
     missing = [name for name in entry.wildcards if given[name] is None]
     if missing:
         from pipeline.errors import ParamsError
@@ -264,7 +269,7 @@ def run_stage(params: Mapping, stage: str, *, ds: str | None = None, protocol: s
         raise ParamsError(f"merflow stage {stage} needs {', '.join(flags.get(n, '--' + n) for n in missing)}")
     wildcards = {name: given[name] for name in entry.wildcards}
     call_stage(entry, stage_files(entry, params, wildcards), wildcards,
-               stage_params(params, stage, ds=ds, method=method))
+               stage_params(params, stage, ds=ds, method=method, seed=seed))
 
 
 def base_stage(rule: str) -> Stage:
@@ -349,6 +354,8 @@ def wildcard_values(stage: Stage, params: Mapping, folds_of: FoldsOf = saved_fol
             instances = [{**i, "protocol": p} for i in instances for p in params["protocols"]]
         elif wildcard == "method":
             instances = [{**i, "method": m} for i in instances for m in methods_to_run(params) if m in TRAINED]
+        elif wildcard == "seed":
+            instances = [{**i, "seed": s} for i in instances for s in seeds_of(params, i.get("method", stage.name))]
         elif wildcard == "fold":
             instances = [{**i, "fold": f} for i in instances for f in folds_of(i["ds"], i["protocol"])]
     if "fold" in stage.wildcards and stage.name in BASELINES and stage.name not in methods_to_run(params):

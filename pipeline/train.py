@@ -14,7 +14,7 @@ Input, tensors.h5 (the tensors stage)::
 
 and folds.csv (clip_id, subject, label, fold; and repeat with repeated k-fold). A clip's V variants
 are one row of /x, so they are on the same side of the split by construction (asserted in
-`split_fold`).
+`pipeline.fold_results.split_fold`).
 
 Output in out_dir, each file written atomically: model.pt (state_dict, config, classes, input
 normalisation, params, provenance), predictions.csv (clip_id, subject, true, predicted, p_<class>),
@@ -58,12 +58,11 @@ from tqdm import tqdm
 from pipeline import metrics
 from pipeline.artifacts import atomic_output, provenance
 from pipeline.checkpoints import CHECKPOINT_NAME, resume_from_checkpoint, resume_key, save_epoch_checkpoint
-from pipeline.composite import confusion_by_source
 from pipeline.devices import autocast, check_precision, resolve_device, set_determinism, to_device, to_device_images
 from pipeline.errors import MerflowError
+from pipeline.fold_results import fold_scores, predictions_table, split_fold, write_fold_results
 from pipeline.jitter import UNJITTERED_VIEW, unjittered_variant
 from pipeline.model import RCNN, RCNNConfig
-from pipeline.protocols import repeat_of_fold
 
 # "rcnn_feedforward": the same network with only the recurrence removed (pipeline/model.py)
 METHODS = ("rcnn", "rcnn_feedforward")
@@ -84,40 +83,6 @@ def read_clip_table(h5: h5py.File) -> pd.DataFrame:
     if "source" in h5:
         table["source"] = h5["source"].asstr()[()]
     return table
-
-
-def split_fold(clips: pd.DataFrame, folds: pd.DataFrame, fold: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices (into /x) of the training clips (fold != `fold`, in its repeat) and the test clips
-    (fold == `fold`)."""
-    folds = repeat_of_fold(folds, fold)
-    problems = []
-    for name, table in (("tensors", clips), ("folds", folds)):
-        duplicated = table["clip_id"][table["clip_id"].duplicated()].tolist()
-        if duplicated:
-            problems.append(f"{name}: clip ids listed twice: {duplicated[:10]}")
-    missing = sorted(set(clips["clip_id"]) - set(folds["clip_id"]))
-    if missing:
-        problems.append(f"{len(missing)} clips of the tensors have no fold: {missing[:10]}")
-    extra = sorted(set(folds["clip_id"]) - set(clips["clip_id"]))
-    if extra:
-        problems.append(f"{len(extra)} clips of the folds are not in the tensors: {extra[:10]}")
-    if problems:
-        raise MerflowError("tensors and folds disagree:\n" + "\n".join(f"  - {p}" for p in problems))
-
-    joined = clips.merge(folds, on="clip_id", how="left", suffixes=("", "_folds"), validate="one_to_one")
-    for column in ("subject", "label"):
-        differ = joined[joined[column] != joined[f"{column}_folds"]]
-        if len(differ):
-            raise MerflowError(f"tensors and folds give different {column}s for clips "
-                               f"{differ['clip_id'].tolist()[:10]} (stale artifact?)")
-    is_test = (joined["fold"] == fold).to_numpy()
-    train_rows, test_rows = np.flatnonzero(~is_test), np.flatnonzero(is_test)
-    if len(test_rows) == 0 or len(train_rows) == 0:
-        raise MerflowError(f"fold {fold}: {len(train_rows)} training and {len(test_rows)} test clips "
-                           f"(folds present: {sorted(folds['fold'].unique().tolist())})")
-    # A clip is one row of /x holding all its jitter variants, so no clip can straddle the split.
-    assert not set(clips["clip_id"].iloc[train_rows]) & set(clips["clip_id"].iloc[test_rows])
-    return train_rows, test_rows
 
 
 # --- input normalisation ----------------------------------------------------------------------------
@@ -281,19 +246,6 @@ def predict_clips(model: torch.nn.Module, x: h5py.Dataset | np.ndarray, rows: np
     return np.stack(means), (np.stack(plain) if unjittered is not None else None)
 
 
-def predictions_table(test: pd.DataFrame, probabilities: np.ndarray, classes: list[str]) -> pd.DataFrame:
-    """One row per test clip: clip_id, subject, true, predicted, then p_<class> for each class."""
-    table = pd.DataFrame({
-        "clip_id": test["clip_id"].to_numpy(),
-        "subject": test["subject"].to_numpy(),
-        "true": [classes[i] for i in test["label_index"]],
-        "predicted": [classes[i] for i in probabilities.argmax(axis=1)],
-    })
-    for c, name in enumerate(classes):
-        table[f"p_{name}"] = probabilities[:, c]
-    return table
-
-
 # --- the stage --------------------------------------------------------------------------------------
 
 def check_train_params(method: str, lr: float, lr_decay: float, min_lr: float, max_epochs: int) -> list[float]:
@@ -351,7 +303,7 @@ def read_fold(h5: h5py.File, tensors_h5: Path, folds: pd.DataFrame, fold: int) -
     named = [classes[i] for i in clips["label_index"]]
     if named != clips["label"].tolist():
         raise MerflowError(f"{tensors_h5}: /label_index does not match /label under classes {classes}")
-    train_rows, test_rows = split_fold(clips, folds, fold)
+    train_rows, test_rows = split_fold(clips, folds, fold, str(tensors_h5))
     unjittered = None
     if "keep_ratio" in h5 and "kernel" in h5:
         unjittered = unjittered_variant(h5["keep_ratio"][()].tolist(), h5["kernel"].asstr()[()].tolist())
@@ -427,14 +379,9 @@ def fold_metrics(data: FoldData, probabilities: np.ndarray, fit: Fit, *, epochs:
                  "accuracy": metrics.accuracy(y_true, plain_pred), "uf1": metrics.uf1(y_true, plain_pred, n_classes),
                  "uar": metrics.uar(y_true, plain_pred, n_classes)}
     scores = {
-        "accuracy": metrics.accuracy(y_true, y_pred),
-        "uf1": metrics.uf1(y_true, y_pred, n_classes),
-        "uar": metrics.uar(y_true, y_pred, n_classes),
-        "confusion": metrics.confusion(y_true, y_pred, n_classes).tolist(),
+        **fold_scores(data.clips.iloc[data.test_rows], y_pred, data.classes),
         "test_views": data.n_variants,      # the scores above: each clip's mean softmax over these views
         "unjittered": plain,                # the scores on each clip's unjittered view alone (None: no such view)
-        "classes": data.classes,
-        "n_test": len(data.test_rows),
         "n_train_clips": len(data.train_rows),
         "n_train_samples": len(data.train_rows) * data.n_variants,
         "epochs": epochs,
@@ -447,9 +394,6 @@ def fold_metrics(data: FoldData, probabilities: np.ndarray, fit: Fit, *, epochs:
         "fold": fold,
         "resumed_after_epoch": fit.resumed_after_epoch,
     }
-    if "source" in data.clips:          # a composite: MEGC scores each source dataset apart too
-        scores["by_source"] = confusion_by_source(data.clips["source"].to_numpy()[data.test_rows], y_true, y_pred,
-                                                  n_classes)
     return scores
 
 
@@ -469,12 +413,9 @@ def write_fold_outputs(out_dir: Path, model: RCNN, mean: list[float], std: list[
     # temporary file, and model.pt would differ byte for byte between identical runs.
     with atomic_output(out_dir / "model.pt") as tmp, open(tmp, "wb") as handle:
         torch.save(checkpoint, handle)
-    with atomic_output(out_dir / "predictions.csv") as tmp:
-        predictions.to_csv(tmp, index=False, float_format="%.6f")
     with atomic_output(out_dir / "train_log.csv") as tmp:
         pd.DataFrame(log).to_csv(tmp, index=False)
-    with atomic_output(out_dir / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(scores, indent=2) + "\n")
+    write_fold_results(out_dir, predictions, scores)
     (out_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
 
 

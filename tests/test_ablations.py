@@ -66,7 +66,7 @@ def test_keys_follow_the_stage_a_switch_changes():
     assert ablations.tensors_path(jitter, "casme2").startswith("data/casme2/ablations/")
     assert ablations.magnified_path(evm_off, "casme2").startswith("data/casme2/ablations/")
     # No overrides at all: the main run's folds.
-    assert ablations.fold_dir({}, "casme2", "kfold5", 3) == "results/casme2/kfold5/rcnn/fold3"
+    assert ablations.fold_dir({}, "casme2", "kfold5", 3, 0) == "results/casme2/kfold5/rcnn/seed0/fold3"
     # A key hashes the overrides of its stage and those upstream, so the keys of a stage differ per setting,
     # and a magnify switch's tensors key is its magnify key (the same overrides, one folder).
     assert ablations.stage_key(evm_off, "tensors") == ablations.stage_key(evm_off, "magnify")
@@ -125,7 +125,8 @@ def test_a_tiny_grid_reuses_the_main_run_and_writes_the_table(grid_run):
         [("evm", "on", True), ("evm", "off", False), ("recurrence_tiny", "0", False), ("recurrence_tiny", "3", True)]
     by_name = {(r.family, str(r.setting)): r for r in table.itertuples()}
     # The references are the main run's folds, read back unchanged.
-    main = [json.loads((workdir / f"results/casme2/kfold2/rcnn/fold{k}/metrics.json").read_text()) for k in (0, 1)]
+    main = [json.loads((workdir / f"results/casme2/kfold2/rcnn/seed0/fold{k}/metrics.json").read_text())
+            for k in (0, 1)]
     for name in (("evm", "on"), ("recurrence_tiny", "3")):
         row = by_name[name]
         assert row.fold_accuracy == ";".join(f"{m['accuracy']:.4f}" for m in main)

@@ -23,7 +23,7 @@ from tests.test_workflow import job_counts
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "tests" / "tiny.yaml"
 # One training fold is enough to audit a model.pt; the other folds would only add minutes.
-TARGETS = ["data/casme2/tensors.h5", "results/casme2/kfold5/rcnn/fold0/model.pt"]
+TARGETS = ["data/casme2/tensors.h5", "results/casme2/kfold5/rcnn/seed0/fold0/model.pt"]
 
 
 def run(command: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -66,19 +66,19 @@ def tiny_copy(tmp_path_factory):
 def test_audit_of_a_finished_run_is_up_to_date(tiny_copy):
     status, entries = audit(tiny_copy)
     stages = by_stage(entries)
-    for stage in ("align casme2", "magnify casme2", "tensors casme2", "train casme2 kfold5 rcnn fold0"):
+    for stage in ("align casme2", "magnify casme2", "tensors casme2", "train casme2 kfold5 rcnn seed0 fold0"):
         assert stages[stage]["status"] == "up to date", stages[stage]
     tensors = stages["tensors casme2"]
     assert tensors["artifact"] == "data/casme2/tensors.h5"
     assert tensors["params"]["keep_ratios"] == [1.0, 0.6] and tensors["params"]["kernels"] == ["nearest", "bicubic"]
     assert [(i["name"], i["path"], i["status"]) for i in tensors["inputs"]] == \
         [("magnified", "data/casme2/magnified.h5", "unchanged")]
-    model = stages["train casme2 kfold5 rcnn fold0"]
+    model = stages["train casme2 kfold5 rcnn seed0 fold0"]
     assert model["params"]["fold"] == 0 and model["params"]["maps"] == 2
     assert {i["name"] for i in model["inputs"]} == {"tensors", "folds"}
     assert stages["index casme2"]["status"] == "not recorded"
     # folds 1-4, Table 2 and the report were not made (not targeted): missing, so the exit status is 1
-    assert stages["train casme2 kfold5 rcnn fold1"]["status"] == "missing" and status == 1
+    assert stages["train casme2 kfold5 rcnn seed0 fold1"]["status"] == "missing" and status == 1
 
     text = run([sys.executable, "-m", "pipeline.cli", "audit", "--params", "params.yaml", "tests/tiny.yaml"],
                tiny_copy).stdout
@@ -95,7 +95,7 @@ def test_a_changed_param_makes_its_stage_and_everything_downstream_stale(tiny_co
     assert stages["align casme2"]["status"] == "up to date"
     assert stages["magnify casme2"]["status"] == "stale"
     assert any("alpha: 10 -> 20" in reason for reason in stages["magnify casme2"]["reasons"])
-    for stage in ("tensors casme2", "train casme2 kfold5 rcnn fold0"):   # made from a stale input
+    for stage in ("tensors casme2", "train casme2 kfold5 rcnn seed0 fold0"):   # made from a stale input
         assert stages[stage]["status"] == "stale", stages[stage]
 
 
@@ -109,7 +109,7 @@ def test_a_changed_input_file_is_found_by_its_checksum(tiny_copy):
         folds_csv.write_bytes(original)
         os.utime(folds_csv, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     stages = by_stage(entries)
-    model = stages["train casme2 kfold5 rcnn fold0"]
+    model = stages["train casme2 kfold5 rcnn seed0 fold0"]
     assert model["status"] == "stale"
     assert {i["name"]: i["status"] for i in model["inputs"]} == {"tensors": "unchanged", "folds": "changed"}
     assert stages["tensors casme2"]["status"] == "up to date"

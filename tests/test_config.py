@@ -60,7 +60,7 @@ def test_the_number_of_folds_is_in_the_protocol_and_its_paths():
     assert stages["train_k5"]["matrix"]["protocol"] == ["kfold5"]
     assert stages["train_k5"]["matrix"]["fold"] == [0, 1, 2, 3, 4]
     assert stages["train_k10"]["matrix"]["fold"] == list(range(10))
-    assert "results/casme2/kfold10/rcnn/fold9/metrics.json" in stages["aggregate"]["deps"]
+    assert "results/casme2/kfold10/rcnn/seed0/fold9/metrics.json" in stages["aggregate"]["deps"]
 
 
 @pytest.mark.parametrize("overlay", sorted(path.name for path in CONFIGS.glob("*.yaml")))

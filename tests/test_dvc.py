@@ -59,7 +59,7 @@ def test_dvc_repro_runs_the_pipeline_and_records_it(dvc_repo):
     assert table.startswith("method,method_name,dataset") and "rcnn,MER-RCNN,casme2" in table
     assert (repo / "results" / "report.html").is_file()
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    assert {"index@casme2", "tensors@casme2", "train@casme2-kfold2-rcnn-1", "lbptop@casme2-kfold2-1",
+    assert {"index@casme2", "tensors@casme2", "train@casme2-kfold2-rcnn-0-1", "lbptop@casme2-kfold2-0-1",
             "aggregate"} <= set(lock["stages"])
     assert all(out["md5"] for out in lock["stages"]["tensors@casme2"]["outs"])
     again = run([str(BIN / "dvc"), "repro"], repo)
@@ -75,9 +75,10 @@ def test_dvc_metrics_show_table2_and_plots_show_per_fold_accuracy(dvc_repo):
     table = pd.read_csv(repo / "results" / "table2.csv")
     row = table[table["method"] == "rcnn"].iloc[0]
     rcnn = metrics["casme2"]["kfold2"]["rcnn"]
-    assert rcnn["accuracy_mean"] == pytest.approx(row["accuracy_mean"]) and rcnn["folds"] == 2
+    assert rcnn["accuracy"] == pytest.approx(row["accuracy"]) and rcnn["folds"] == 2 and rcnn["seeds"] == 1
+    assert rcnn["accuracy_ci_low"] == pytest.approx(row["accuracy_ci_low"]) and rcnn["headline"] == "fold mean"
     assert "paper_accuracy" not in rcnn          # the paper's number stands beside its own protocol only
-    assert "casme2.kfold2.rcnn.accuracy_mean" in run([str(BIN / "dvc"), "metrics", "show"], repo).stdout
+    assert "casme2.kfold2.rcnn.accuracy" in run([str(BIN / "dvc"), "metrics", "show"], repo).stdout
     plots = run([str(BIN / "dvc"), "plots", "show", "--json"], repo)
     assert plots.returncode == 0, plots.stderr[-2000:]
     folds = pd.read_csv(repo / "results" / "fold_metrics.csv")
@@ -112,7 +113,7 @@ INPUT_FUNCTION = "&lt;input function&gt;"  # how --filegraph shows an input comp
 
 
 def _placeholders(path: str, wildcard: str) -> str:
-    for field in ("ds", "protocol", "method", "fold"):
+    for field in ("ds", "protocol", "method", "seed", "fold"):
         path = path.replace(f"${{item.{field}}}", f"{{{field}}}")
     return path.replace("${item}", f"{{{wildcard}}}").replace("${key}", "{ds}")
 

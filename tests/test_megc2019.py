@@ -12,18 +12,22 @@ from __future__ import annotations
 import json
 
 import h5py
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
+from pipeline import metrics as metrics_lib
 from pipeline.composite import MEGC2019_CLASSES, MEGC2019_EMOTIONS
 from pipeline.config import load_params
 from pipeline.errors import MerflowError
-from tests.test_workflow import REPO, finished_jobs, snakemake
+from tests.test_workflow import REPO, finished_jobs, job_counts, snakemake
 
 MEGC2019 = REPO / "workflow" / "configs" / "megc2019.yaml"
 SOURCES = ["smic", "casme2", "samm"]
 METHODS = ["rcnn", "lbptop", "ststnet"]   # a trained method, a baseline, a flow network (all: the real config)
+ALL_RULES = ["train", "cnn", "pretrained_cnn", "off_apexnet", "ststnet", "lbptop", "lbpsip", "tics", "mdmo",
+             "aggregate"]
 
 
 def test_the_config_holds_megc_2019s_mapping_and_sources():
@@ -59,6 +63,7 @@ def megc_run(tmp_path_factory):
         "train": {"maps": 2, "batch_size": 16, "max_epochs": 1, "threads": 1},
         "lbptop": {"height": 64, "width": 48, "frames": 10},
         "ststnet": {"epochs": 2},
+        "seeds": [0, 1],            # every network twice on the same folds; LBP-TOP once
         "resources": {"train_mem_mb": 1000, "train_runtime_min": 10}}))
     result = snakemake(workdir, "results/table2.csv", "results/report.html", configfiles=(MEGC2019, tiny))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
@@ -72,8 +77,8 @@ def test_the_composite_runs_to_table2_overall_and_per_source(megc_run):
     n_folds = folds["fold"].nunique()
     assert n_folds == 3 and sorted(folds["subject"].unique()) == ["casme2-sub01", "samm-006", "smic-s1"]
     assert counts == {"synth": 3, "index": 3, "align": 3, "composite_index": 1, "composite_aligned": 1,
-                      "magnify": 1, "tensors": 1, "folds": 1, "train": n_folds, "lbptop": n_folds,
-                      "flow": 1, "ststnet": n_folds, "aggregate": 1, "report": 1}
+                      "magnify": 1, "tensors": 1, "folds": 1, "train": 2 * n_folds, "lbptop": n_folds,
+                      "flow": 1, "ststnet": 2 * n_folds, "aggregate": 1, "report": 1}
 
     index = pd.read_csv(workdir / "data" / "megc2019" / "index.csv", dtype=str)
     excluded = pd.read_csv(workdir / "data" / "megc2019" / "excluded.csv", dtype=str)
@@ -89,7 +94,7 @@ def test_the_composite_runs_to_table2_overall_and_per_source(megc_run):
     assert len(list((workdir / "data" / "megc2019" / "align_qc").glob("*.png"))) == len(index)
 
     for method in METHODS:              # both score each source apart, on the same folds
-        metrics = json.loads((workdir / "results" / "megc2019" / "loso" / method / "fold0" / "metrics.json")
+        metrics = json.loads((workdir / "results" / "megc2019" / "loso" / method / "seed0" / "fold0" / "metrics.json")
                              .read_text())
         assert list(metrics["by_source"]) == ["casme2"] and metrics["by_source"]["casme2"] == metrics["confusion"]
         assert metrics["n_test"] == int(index["source"].eq("casme2").sum())     # fold 0: casme2-sub01
@@ -98,21 +103,54 @@ def test_the_composite_runs_to_table2_overall_and_per_source(megc_run):
     run = table[table["folds"] > 0]
     assert run["dataset"].tolist() == ["megc2019"] * 3 + [f"megc2019/{s}" for s in sorted(SOURCES) for _ in METHODS]
     assert run["method"].tolist() == ["lbptop", "rcnn", "ststnet"] * 4      # the paper's rows, then the others
+    assert (run["headline"] == "pooled").all() and run["subject_independent"].all()
     whole = run[run["dataset"] == "megc2019"].set_index("method")
     assert (whole["folds"] == n_folds).all() and (whole["data"] == "synthetic").all()
+    assert whole["seeds"].to_dict() == {"lbptop": 1, "rcnn": 2, "ststnet": 2}
     per_source = run[run["dataset"] != "megc2019"]
     assert per_source["folds"].tolist() == [1] * len(per_source)     # 1 subject = 1 fold per source
-    for column in ("accuracy_pooled", "uf1_pooled", "uar_pooled"):
-        assert run[column].between(0, 1).all(), column
-    # MEGC 2019's LBP-TOP baseline beside ours, on the full composite and per source; none for the RCNN
-    assert whole.loc["lbptop", "published_uf1"] == pytest.approx(0.5882)
-    assert whole.loc["lbptop", "published_uar"] == pytest.approx(0.5785)
-    assert whole.loc["rcnn", ["published_uf1", "published_uar"]].isna().all()
-    lbptop = per_source[per_source["method"] == "lbptop"].set_index("dataset")
-    assert lbptop.loc["megc2019/casme2", "published_uf1"] == pytest.approx(0.7026)
-    assert per_source.loc[per_source["method"] == "rcnn", ["published_uf1", "published_uar"]].isna().all().all()
+    # The headline is MEGC's: every subject's predictions pooled (per seed, then the mean over seeds),
+    # recomputed here from the predictions files.
+    for method, row in whole.iterrows():
+        per_seed = []
+        for seed in range(int(row["seeds"])):
+            pooled = pd.concat(pd.read_csv(path) for path in
+                               sorted((workdir / "results" / "megc2019" / "loso" / method / f"seed{seed}").glob(
+                                   "fold*/predictions.csv")))
+            cm = metrics_lib.confusion([MEGC2019_CLASSES.index(c) for c in pooled["true"]],
+                                       [MEGC2019_CLASSES.index(c) for c in pooled["predicted"]], 3)
+            per_seed.append([metrics_lib.uf1_from_confusion(cm), metrics_lib.uar_from_confusion(cm)])
+        assert (row["uf1"], row["uar"]) == pytest.approx(np.mean(per_seed, axis=0).tolist(), abs=1e-4), method
+        assert row["uf1_seed_min"] == pytest.approx(min(u for u, _ in per_seed), abs=1e-4)
+        assert row["uf1_seed_max"] == pytest.approx(max(u for u, _ in per_seed), abs=1e-4)
+        for metric in ("accuracy", "uf1", "uar"):
+            assert 0 <= row[f"{metric}_ci_low"] <= row[f"{metric}_ci_high"] <= 1
+        assert "subject bootstrap" in row["interval"]
+    # Published numbers are for the real datasets: none on these synthetic rows; the note names them
+    assert run[["published_uf1", "published_uar", "paper_accuracy"]].isna().all().all()
+    assert "published_uf1 0.5882" in whole.loc["lbptop", "note"] and pd.isna(whole.loc["rcnn", "note"])
     not_run = table[table["method"] == "pretrained_cnn"].iloc[0]
     assert not_run["dataset"] == "megc2019" and not_run["folds"] == 0 and "weights" in not_run["note"]
 
     page = (workdir / "results" / "report.html").read_text()
-    assert "Composite: megc2019, overall and per source dataset" in page and "0.5882" in page
+    assert "Composite: megc2019, overall and per source dataset" in page and "subject-independent" in page
+
+
+def test_every_network_runs_once_per_seed_on_every_fold(megc_run, tmp_path):
+    """With seeds [0, 1], every network of the composite's config plans two jobs per fold and the hand-crafted
+    baselines one (Snakemake's plan, after the run above: its own methods are done)."""
+    workdir, _ = megc_run
+    weights = tmp_path / "vgg16.pt"
+    weights.write_bytes(b"")             # planned, never read in a dry run
+    overlay = tmp_path / "all.yaml"
+    methods = yaml.safe_load(MEGC2019.read_text())["methods"]          # every method of the real config
+    overlay.write_text(yaml.safe_dump({"methods": methods, "pretrained_cnn": {"weights": str(weights)}}))
+    result = snakemake(workdir, "results/table2.csv", configfiles=(MEGC2019, workdir / "tiny.yaml", overlay),
+                       options=("--dry-run", "--allowed-rules", *ALL_RULES))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    n_folds = 3
+    assert counts == {"train": 2 * n_folds, "cnn": 2 * n_folds, "pretrained_cnn": 2 * n_folds,
+                      "off_apexnet": 2 * n_folds, "lbpsip": n_folds, "tics": n_folds, "mdmo": n_folds,
+                      "aggregate": 1}, counts       # train: rcnn_feedforward's folds
+    assert "rcnn_feedforward/seed1/fold2/metrics.json" in result.stdout

@@ -50,7 +50,7 @@ def trained(tmp_path_factory):
     finally:
         os.chdir(cwd)
     index = pd.read_csv(root / "data" / "casme2" / "index.csv")
-    return {"root": root, "params": params, "model": root / "results/casme2/kfold2/rcnn/fold0/model.pt",
+    return {"root": root, "params": params, "model": root / "results/casme2/kfold2/rcnn/seed0/fold0/model.pt",
             "clip": index.iloc[0], "frame_dir": Path(root, index.iloc[0]["frames"].split(";")[0]).parent}
 
 

@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from pipeline.errors import ParamsError
+from pipeline.fold_results import fold_table, split_fold
 from pipeline.protocols import fold_numbers, folds_stage, kfold_folds, loso_folds, repeat_of_fold
-from pipeline.train import shuffled_batches, split_fold
+from pipeline.train import shuffled_batches
 
 INDEX_COLUMNS = ["dataset", "clip_id", "subject", "episode", "emotion", "label", "label_index", "onset",
                  "apex", "offset", "n_frames", "fps", "frames"]
@@ -128,7 +129,7 @@ def test_repeated_kfold_draws_the_split_once_per_repeat_in_one_file(tmp_path):
     eleven = repeat_of_fold(folds, 11)                                   # fold 11 = repeat 2, part 1
     assert len(eleven) == 36 and set(eleven["fold"]) == {10, 11, 12, 13, 14}
     clips = eleven[["clip_id", "subject", "label"]].assign(label_index=0)
-    train, test = split_fold(clips, folds, 11)
+    train, test = split_fold(clips, folds, 11, "tensors.h5")
     assert len(train) + len(test) == 36
     assert set(clips["clip_id"][test]) == set(eleven.loc[eleven["fold"] == 11, "clip_id"])
     loso = pd.read_csv(tmp_path / "loso.csv", dtype={"subject": str})
@@ -149,7 +150,7 @@ def test_all_jittered_copies_of_a_clip_stay_on_one_side_of_every_split():
     x[...] = ids[:, :, None, None, None]
     for folds in (kfold_folds(index, k=5, seed=0), loso_folds(index)):
         for fold in fold_numbers_of(folds):
-            train_rows, test_rows = split_fold(clips, folds, fold)
+            train_rows, test_rows = split_fold(clips, folds, fold, "tensors.h5")
             seen = np.concatenate([samples[:, 0, 0, 0] for samples, _, _ in shuffled_batches(
                 x, train_rows, clips["label_index"].to_numpy(), 64, np.random.default_rng(fold), 7)])
             assert sorted(seen) == sorted(ids[train_rows].ravel())      # every copy of every training clip once
@@ -197,19 +198,17 @@ def test_loso_runs_through_snakemake_with_one_job_per_subject(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     assert fold_numbers(tmp_path / "data" / "casme2" / "folds" / "loso.csv") == [0, 1, 2]
-    fold_dirs = sorted((tmp_path / "results" / "casme2" / "loso" / "rcnn").iterdir())
+    fold_dirs = sorted((tmp_path / "results" / "casme2" / "loso" / "rcnn" / "seed0").iterdir())
     assert [d.name for d in fold_dirs] == ["fold0", "fold1", "fold2"]
     tested = [pd.read_csv(d / "predictions.csv", dtype={"subject": str}) for d in fold_dirs]
     assert [t["subject"].unique().tolist() for t in tested] == [["s1"], ["s2"], ["s10"]]
     table = pd.read_csv(tmp_path / "results" / "table2.csv")
     row = table[(table["protocol"] == "loso") & (table["method"] == "rcnn")].iloc[0]
-    assert row["folds"] == 3
+    assert row["folds"] == 3 and row["headline"] == "pooled" and row["subject_independent"]
     pooled = pd.concat(tested)
-    assert row["accuracy_pooled"] == pytest.approx((pooled["true"] == pooled["predicted"]).mean(), abs=1e-4)
-    per_fold = [(t["true"] == t["predicted"]).mean() for t in tested]
-    assert row["accuracy_mean"] == pytest.approx(np.mean(per_fold), abs=1e-4)
+    assert row["accuracy"] == pytest.approx((pooled["true"] == pooled["predicted"]).mean(), abs=1e-4)
     for metric in ("uf1", "uar"):
-        assert 0 <= row[f"{metric}_pooled"] <= 1
+        assert 0 <= row[f"{metric}_ci_low"] <= row[f"{metric}_ci_high"] <= 1
 
 
 # --- MEGC composite --------------------------------------------------------------------------------
@@ -241,7 +240,7 @@ def write_source(directory: Path, seed: int, subjects: list[str]) -> tuple[Path,
 
 
 def test_composite_pools_datasets_relabels_and_scores_each_source(tmp_path):
-    from pipeline.aggregate import fold_table, table2
+    from pipeline.aggregate import table2
     from pipeline.composite import composite_index, composite_tensors_stage
     from pipeline.train import train_fold_stage
 
@@ -270,7 +269,7 @@ def test_composite_pools_datasets_relabels_and_scores_each_source(tmp_path):
     folds = loso_folds(index)                                          # LOSO over all 5 subjects
     assert folds["fold"].nunique() == 5
     folds.to_csv(composite / "loso.csv", index=False)
-    out = tmp_path / "results" / "composite" / "composite" / "rcnn" / "fold2"
+    out = tmp_path / "results" / "composite" / "composite" / "rcnn" / "seed0" / "fold2"
     train_fold_stage(composite / "tensors.h5", composite / "loso.csv", 2, out, method="rcnn", maps=2,
                      recurrent_steps=1, batch_size=16, lr=0.01, lr_decay=0.5, min_lr=0.01, max_epochs=1,
                      momentum=0.9, weight_decay=5e-4, seed=0, device="cpu", threads=1, precision="fp32")
@@ -279,4 +278,4 @@ def test_composite_pools_datasets_relabels_and_scores_each_source(tmp_path):
     assert scores["by_source"]["casme2b"] == scores["confusion"]
     table = table2(fold_table([out / "metrics.json"]), {"composite": {"layout": "composite", "synthetic": True}})
     assert table["dataset"].tolist() == ["composite", "composite/casme2b"]
-    assert table["accuracy_pooled"].iloc[1] == pytest.approx(scores["accuracy"], abs=1e-4)
+    assert table["accuracy"].iloc[1] == pytest.approx(scores["accuracy"], abs=1e-4)

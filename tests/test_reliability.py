@@ -169,7 +169,8 @@ FOLDS = 3
 ARTIFACTS = ["data/casme2/index.csv", "data/casme2/excluded.csv", "data/casme2/folds/kfold3.csv",
              "data/casme2/aligned.h5", "data/casme2/magnified.h5", "data/casme2/tensors.h5",
              "data/casme2/align_qc/*.png", "data/casme2/magnify_qc/*.png",
-             "results/casme2/kfold3/rcnn/fold*/predictions.csv", "results/casme2/kfold3/rcnn/fold*/model.pt",
+             "results/casme2/kfold3/rcnn/seed0/fold*/predictions.csv",
+             "results/casme2/kfold3/rcnn/seed0/fold*/model.pt",
              "results/table2.csv"]
 
 
@@ -184,7 +185,7 @@ def workflow(tmp_path_factory):
 
 
 def fold_dirs(workdir: Path) -> list[Path]:
-    return [workdir / "results" / "casme2" / "kfold3" / "rcnn" / f"fold{k}" for k in range(FOLDS)]
+    return [workdir / "results" / "casme2" / "kfold3" / "rcnn" / "seed0" / f"fold{k}" for k in range(FOLDS)]
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +242,8 @@ def killed_run(workflow):
     status, text = run("run3", "--rerun-incomplete")
     assert status == 0, text[-4000:]
     record["run3"] = finished_jobs(text)
-    record["resumed_logs"] = {d.name: (workdir / "logs" / "train" / f"casme2_kfold3_rcnn_{d.name}.log").read_text()
+    logs = workdir / "logs" / "train"
+    record["resumed_logs"] = {d.name: (logs / f"casme2_kfold3_rcnn_seed0_{d.name}.log").read_text()
                               for d in fold_dirs(workdir)}
     return record
 

@@ -31,7 +31,7 @@ TENSORS = {"height": 16, "width": 12, "crop": 0.8, "pixels": 123, "frames": 8, "
 
 def write_fold(root: Path, method: str, fold: int, rng: np.random.Generator) -> tuple[str, str]:
     """metrics.json and predictions.csv of one fold, as the train stage writes them."""
-    fold_dir = root / "results" / "casme2" / "kfold5" / method / f"fold{fold}"
+    fold_dir = root / "results" / "casme2" / "kfold5" / method / "seed0" / f"fold{fold}"
     fold_dir.mkdir(parents=True)
     true = rng.integers(0, 4, 12)
     predicted = np.where(rng.random(12) < 0.6, true, rng.integers(0, 4, 12))
@@ -65,7 +65,7 @@ def run(tmp_path_factory):
                                                    "dataset": "casme2", "data": "synthetic", "protocol": "kfold5",
                                                    "paper_accuracy": 0.304}
     table = pd.concat([table, pd.DataFrame([not_run])], ignore_index=True)
-    table["note"] = ["", "", "not run: needs pre-trained weights"]
+    table["note"] = [*table["note"].iloc[:2], "not run: needs pre-trained weights"]
     table.to_csv(table_csv, index=False)
 
     data = root / "data" / "casme2"
@@ -97,15 +97,19 @@ def run(tmp_path_factory):
 def test_table2_is_on_the_page_ours_beside_the_papers(run):
     page = (run / "results" / "report.html").read_text()
     table = page[page.index('<table class="table2">'):page.index("</table>")]
-    assert "accuracy (ours)" in table and "accuracy (paper)" in table
+    header = re.findall(r"<th>(.*?)</th>", table)
+    assert header[7:11] == ["headline", "accuracy [95%]", "UF1 [95%]", "UAR [95%]"] and header[13] == "paper accuracy"
     rows = re.findall(r"<tr>(.*?)</tr>", table)[1:]
     assert len(rows) == 3
-    cells = [re.findall(r"<td>(.*?)</td>", row) for row in rows]
-    mer_rcnn = next(c for c in cells if c[0] == "MER-RCNN")
-    assert mer_rcnn[6] == "0.658" and re.fullmatch(r"0\.\d{3} ± 0\.\d{3} \[-?\d\.\d\d, \d\.\d\d\]", mer_rcnn[5])
+    cells = [dict(zip(header, re.findall(r"<td>(.*?)</td>", row), strict=True)) for row in rows]
+    mer_rcnn = next(c for c in cells if c["method"] == "MER-RCNN")
+    assert re.fullmatch(r"0\.\d{3} \[\d\.\d\d, \d\.\d\d\]", mer_rcnn["accuracy [95%]"])
+    assert mer_rcnn["headline"] == "fold mean" and mer_rcnn["subject-independent"] == "no"
+    assert mer_rcnn["paper accuracy"] == "—" and "paper_accuracy 0.658" in mer_rcnn["note"]   # synthetic data
+    assert "Subject-independent</em>: no test subject has clips in training" in page
     assert re.search(r"<li>casme2: distinct variants per clip: min/median/max \d+/\d+/\d+ of \d+</li>", page)
-    not_run = next(c for c in cells if c[0] == "Pre-trained CNNs")
-    assert not_run[5] == "—" and not_run[6] == "0.304" and not_run[-1] == "not run: needs pre-trained weights"
+    not_run = next(c for c in cells if c["method"] == "Pre-trained CNNs")
+    assert not_run["accuracy [95%]"] == "—" and not_run["note"] == "not run: needs pre-trained weights"
 
 
 def test_table2_gives_repeats_and_the_corrected_interval_over_all_folds(tmp_path):
@@ -114,7 +118,7 @@ def test_table2_gives_repeats_and_the_corrected_interval_over_all_folds(tmp_path
     accuracies = [0.5, 0.6, 0.4, 0.7, 0.55, 0.45, 0.65, 0.5, 0.6, 0.35]
     paths = []
     for fold, accuracy in enumerate(accuracies):
-        fold_dir = tmp_path / "results" / "casme2" / "kfold5" / "rcnn" / f"fold{fold}"
+        fold_dir = tmp_path / "results" / "casme2" / "kfold5" / "rcnn" / "seed0" / f"fold{fold}"
         fold_dir.mkdir(parents=True)
         (fold_dir / "metrics.json").write_text(json.dumps({"accuracy": accuracy, "uf1": accuracy, "uar": accuracy,
                                                            "n_test": 12, "n_train_clips": 48}))

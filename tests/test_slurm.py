@@ -126,7 +126,8 @@ def test_the_tiny_pipeline_runs_to_the_end_on_slurm(slurm_run):
     assert dict(zip(table["method"], table["folds"], strict=True)) == {method: FOLDS for method in METHODS}
     assert (workdir / "results" / "report.html").is_file()
     for fold in range(FOLDS):
-        assert (workdir / "results" / "casme2" / f"kfold{FOLDS}" / "rcnn" / f"fold{fold}" / "model.pt").is_file()
+        fold_dir = workdir / "results" / "casme2" / f"kfold{FOLDS}" / "rcnn" / "seed0" / f"fold{fold}"
+        assert (fold_dir / "model.pt").is_file()
     print(f"tiny pipeline on SLURM: {seconds:.0f} s")
 
 
@@ -140,7 +141,7 @@ def test_every_job_went_through_slurm_and_asked_for_its_resources(slurm_run):
     assert set(jobs) == submitted and len(submitted) == 1 + FOLDS * len(METHODS) + 1, (submitted, rows)
     assert all(state == "COMPLETED" for _, state, *_ in jobs.values()), jobs
     train = {comment: rest for comment, *rest in jobs.values() if comment.startswith("rule_train")}
-    assert sorted(train) == [f"rule_train_wildcards_casme2_kfold{FOLDS}_rcnn_{fold}" for fold in range(FOLDS)]
+    assert sorted(train) == [f"rule_train_wildcards_casme2_kfold{FOLDS}_rcnn_0_{fold}" for fold in range(FOLDS)]
     for _, gres, cpus, memory in train.values():
         assert gres == "gres:gpu:1" and cpus == "1" and memory == "1000M"   # tiny.yaml's train_mem_mb
     groups = [rest for comment, *rest in jobs.values() if not comment.startswith("rule_train")]

@@ -44,11 +44,12 @@ def test_each_stage_calls_its_function_with_arguments_it_takes(name):
 
 
 def test_a_fold_stage_writes_under_its_fold_folder():
-    files = stage_files(STAGES["train"], PARAMS, {"ds": "casme2", "protocol": "kfold2", "method": "rcnn", "fold": 1})
-    assert files["metrics"] == "results/casme2/kfold2/rcnn/fold1/metrics.json"
+    files = stage_files(STAGES["train"], PARAMS, {"ds": "casme2", "protocol": "kfold2", "method": "rcnn", "seed": 0,
+                                                 "fold": 1})
+    assert files["metrics"] == "results/casme2/kfold2/rcnn/seed0/fold1/metrics.json"
     assert files["tensors"] == "data/casme2/tensors.h5" and files["folds"] == "data/casme2/folds/kfold2.csv"
-    lbptop = stage_files(STAGES["lbptop"], PARAMS, {"ds": "casme2", "protocol": "kfold2", "fold": 0})
-    assert lbptop["predictions"] == "results/casme2/kfold2/lbptop/fold0/predictions.csv"
+    lbptop = stage_files(STAGES["lbptop"], PARAMS, {"ds": "casme2", "protocol": "kfold2", "seed": 0, "fold": 0})
+    assert lbptop["predictions"] == "results/casme2/kfold2/lbptop/seed0/fold0/predictions.csv"
 
 
 def test_gathering_stages_read_every_fold_of_every_method_that_runs():

@@ -11,13 +11,13 @@ import torch
 
 from pipeline import metrics
 from pipeline.errors import MerflowError
+from pipeline.fold_results import split_fold
 from pipeline.predict import build_model, load_checkpoint, mean_softmax
 from pipeline.train import (
     channel_histograms,
     lr_schedule,
     mean_std_from_histograms,
     shuffled_batches,
-    split_fold,
     train_fold_stage,
 )
 
@@ -104,14 +104,16 @@ def test_split_fold_keeps_clips_whole_and_checks_the_folds():
     clips = pd.DataFrame({"clip_id": ["a", "b", "c", "d"], "subject": ["s1", "s1", "s2", "s2"],
                           "label": ["x", "y", "x", "y"], "label_index": [0, 1, 0, 1]})
     folds = clips[["clip_id", "subject", "label"]].assign(fold=[0, 1, 1, 0])
-    train_rows, test_rows = split_fold(clips, folds, 1)
+    train_rows, test_rows = split_fold(clips, folds, 1, "data/x/tensors.h5")
     assert train_rows.tolist() == [0, 3] and test_rows.tolist() == [1, 2]
-    with pytest.raises(MerflowError, match="no fold"):
-        split_fold(clips, folds.iloc[:3], 1)
+    with pytest.raises(MerflowError, match="1 clips of data/x/tensors.h5 have no fold"):
+        split_fold(clips, folds.iloc[:3], 1, "data/x/tensors.h5")
     with pytest.raises(MerflowError, match="labels"):
-        split_fold(clips, folds.assign(label=["x", "x", "x", "y"]), 1)
+        split_fold(clips, folds.assign(label=["x", "x", "x", "y"]), 1, "data/x/tensors.h5")
     with pytest.raises(MerflowError, match="0 test clips"):
-        split_fold(clips, folds, 2)
+        split_fold(clips, folds, 2, "data/x/tensors.h5")
+    with pytest.raises(MerflowError, match="clip ids listed twice"):
+        split_fold(pd.concat([clips, clips.iloc[:1]]), folds, 1, "data/x/tensors.h5")
 
 
 # --- one fold end to end ------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ ON_ALIGNED = (*HANDCRAFTED, "cnn", "pretrained_cnn")   # read data/{ds}/aligned.
 FLOWNETS = ("ststnet", "off_apexnet")              # read data/{ds}/flow.h5 (workflow/rules/flow.smk)
 BASELINES = (*ON_ALIGNED, *FLOWNETS)
 TRAINED = ("rcnn", "rcnn_feedforward")       # pipeline.train's methods, run by the train rule
+SEEDED = (*TRAINED, "cnn", "pretrained_cnn", *FLOWNETS)   # networks: one run per seed of params' `seeds`
 NEEDS_WEIGHTS = "not run: needs pre-trained weights"
 
 
@@ -35,6 +36,12 @@ def methods_to_run(params: Mapping) -> list[str]:
 def any_method_runs(params: Mapping, methods: tuple[str, ...]) -> bool:
     """Whether one of `methods` is among the methods that run (the flow stage runs only for the flow networks)."""
     return bool(set(methods) & set(methods_to_run(params)))
+
+
+def seeds_of(params: Mapping, method: str) -> list[int]:
+    """The seeds a method runs with: every seed of `seeds` for a network; the hand-crafted baselines, which
+    are deterministic given their features, once, at svm.seed (TICS's pixel sample)."""
+    return list(params["seeds"]) if method in SEEDED else [int(params["svm"]["seed"])]
 
 
 def methods_not_run(params: Mapping) -> dict[str, str]:

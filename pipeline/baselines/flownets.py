@@ -30,8 +30,8 @@ Where the papers are silent or could not be checked here, and what merflow does:
   epoch predicts the test clips (the schedule is fixed before any test clip is seen, as the authors'
   STSTNet code also scores its last epoch). Nothing of the test fold is read during training.
 
-Per fold the stage writes predictions.csv and metrics.json (pipeline/baselines/classify.py
-write_fold_outputs), the files of every other Table 2 row, and no model file.
+Per fold the stage writes predictions.csv and metrics.json (pipeline/fold_results.py), the files of
+every other Table 2 row, and no model file.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ from torch import nn
 from tqdm import tqdm
 
 from pipeline.artifacts import provenance
-from pipeline.baselines.classify import split_by_fold, write_fold_outputs
 from pipeline.errors import MerflowError
 from pipeline.flow import read_flow
+from pipeline.fold_results import split_fold, write_fold_outputs
 
 U, V, STRAIN = 0, 1, 2           # channels of a flow store's flow_<size>
 
@@ -156,7 +156,7 @@ def flownet_fold(method: str, flow_h5: Path, folds_csv: Path, fold: int, out_dir
     if unknown:
         raise MerflowError(f"{flow_h5}: labels {unknown} are not among the classes {list(classes)}")
     folds = pd.read_csv(folds_csv, dtype={"clip_id": str, "subject": str, "label": str})
-    train_rows, test_rows = split_by_fold(clips[["clip_id", "subject", "label"]], folds, fold, os.fspath(flow_h5))
+    train_rows, test_rows = split_fold(clips[["clip_id", "subject", "label"]], folds, fold, os.fspath(flow_h5))
     inputs = torch.from_numpy(network_inputs(method, flow))
     labels = torch.tensor([list(classes).index(label) for label in clips["label"]], dtype=torch.long)
 
@@ -172,11 +172,6 @@ def flownet_fold(method: str, flow_h5: Path, folds_csv: Path, fold: int, out_dir
              "final_train_loss": round(losses[-1], 6) if losses else None,
              "seconds": round(time.perf_counter() - started, 3),
              "provenance": provenance(method, {**params, "fold": fold}, {"flow": flow_h5, "folds": folds_csv})}
-    if "source" in test:
-        from pipeline.composite import confusion_by_source
-        predicted = probabilities.argmax(axis=1)
-        true = np.array([list(classes).index(label) for label in test["label"]])
-        extra["by_source"] = confusion_by_source(test["source"].to_numpy(), true, predicted, len(classes))
     write_fold_outputs(out_dir, test, probabilities, classes, extra)
 
 

@@ -50,10 +50,10 @@ from tqdm import tqdm
 
 from pipeline.apex import estimate_apex
 from pipeline.artifacts import provenance
-from pipeline.baselines.classify import split_by_fold, write_fold_outputs
 from pipeline.baselines.clips import AlignedClip, clip_row, iter_aligned_clips, resize_frames
 from pipeline.devices import load_torch_file
 from pipeline.errors import MerflowError
+from pipeline.fold_results import split_fold, write_fold_outputs
 
 # VGG-16: conv widths by block, "M" = 2x2 max pooling (torchvision's configuration "D").
 VGG16_LAYOUT = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
@@ -215,7 +215,7 @@ def frame_cnn_fold(aligned_h5: Path, folds_csv: Path, fold: int, out_dir: Path, 
         table.append(clip_row(clip))
     clips = pd.DataFrame(table)
     folds = pd.read_csv(folds_csv, dtype={"clip_id": str, "subject": str, "label": str})
-    train_rows, test_rows = split_by_fold(clips, folds, fold, os.fspath(aligned_h5))
+    train_rows, test_rows = split_fold(clips, folds, fold, os.fspath(aligned_h5))
 
     model = make_model()
     x_train = torch.from_numpy(np.concatenate([inputs[r] for r in train_rows]))

@@ -26,9 +26,9 @@ for baseline in ON_ALIGNED:
             predictions=f"{paths.FOLD_DIR.replace('{method}', baseline)}/predictions.csv",
             metrics=f"{paths.FOLD_DIR.replace('{method}', baseline)}/metrics.json",
         params:
-            p=lambda wildcards, method=baseline: stage_params(config, method, ds=wildcards.ds),
+            p=lambda wildcards, method=baseline: stage_params(config, method, ds=wildcards.ds, seed=int(wildcards.seed)),
         log:
-            f"logs/{baseline}/{{ds}}_{{protocol}}_fold{{fold}}.log",
+            f"logs/{baseline}/{{ds}}_{{protocol}}_seed{{seed}}_fold{{fold}}.log",
         conda:
             "../../environment.yml"
         threads: config[baseline]["threads"] if baseline in FRAME_CNNS else 1
@@ -36,6 +36,6 @@ for baseline in ON_ALIGNED:
             mem_mb=8000 if baseline in FRAME_CNNS else 2000,
             runtime=240 if baseline in FRAME_CNNS else 30,
         message:
-            f"{baseline} on {{wildcards.ds}}, {{wildcards.protocol}} fold {{wildcards.fold}}"
+            f"{baseline} on {{wildcards.ds}}, {{wildcards.protocol}} fold {{wildcards.fold}}, seed {{wildcards.seed}}"
         script:
             "../scripts/stage.py"

@@ -18,6 +18,7 @@ wildcard_constraints:
     layout=r"[A-Za-z0-9_]+",
     protocol=r"[A-Za-z0-9_]+",
     method=r"[A-Za-z0-9_]+",
+    seed=r"\d+",
     fold=r"\d+",
 
 

@@ -40,9 +40,9 @@ for flownet in FLOWNETS:
             predictions=f"{paths.FOLD_DIR.replace('{method}', flownet)}/predictions.csv",
             metrics=f"{paths.FOLD_DIR.replace('{method}', flownet)}/metrics.json",
         params:
-            p=lambda wildcards, method=flownet: stage_params(config, method, ds=wildcards.ds),
+            p=lambda wildcards, method=flownet: stage_params(config, method, ds=wildcards.ds, seed=int(wildcards.seed)),
         log:
-            f"logs/{flownet}/{{ds}}_{{protocol}}_fold{{fold}}.log",
+            f"logs/{flownet}/{{ds}}_{{protocol}}_seed{{seed}}_fold{{fold}}.log",
         conda:
             "../../environment.yml"
         threads: config[flownet]["threads"]
@@ -50,6 +50,6 @@ for flownet in FLOWNETS:
             mem_mb=2000,
             runtime=120,
         message:
-            f"{flownet} on {{wildcards.ds}}, {{wildcards.protocol}} fold {{wildcards.fold}}"
+            f"{flownet} on {{wildcards.ds}}, {{wildcards.protocol}} fold {{wildcards.fold}}, seed {{wildcards.seed}}"
         script:
             "../scripts/stage.py"

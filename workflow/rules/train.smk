@@ -1,4 +1,4 @@
-# Training: one job per (dataset, protocol, method, fold).
+# Training: one job per (dataset, protocol, method, seed, fold).
 
 
 rule train:
@@ -12,9 +12,9 @@ rule train:
         metrics=f"{paths.FOLD_DIR}/metrics.json",
         train_log=f"{paths.FOLD_DIR}/train_log.csv",
     params:
-        p=lambda wildcards: stage_params(config, "train", method=wildcards.method),
+        p=lambda wildcards: stage_params(config, "train", method=wildcards.method, seed=int(wildcards.seed)),
     log:
-        "logs/train/{ds}_{protocol}_{method}_fold{fold}.log",
+        "logs/train/{ds}_{protocol}_{method}_seed{seed}_fold{fold}.log",
     wildcard_constraints:
         method="|".join(TRAINED),  # the baselines' rules (baselines.smk) write the other methods' folds
     conda:
@@ -25,6 +25,6 @@ rule train:
         runtime=config["resources"]["train_runtime_min"],
         gpu=config["resources"]["train_gpus"],
     message:
-        "Training {wildcards.method} on {wildcards.ds}, {wildcards.protocol} fold {wildcards.fold}"
+        "Training {wildcards.method} on {wildcards.ds}, {wildcards.protocol} fold {wildcards.fold}, seed {wildcards.seed}"
     script:
         "../scripts/stage.py"
