@@ -59,11 +59,12 @@ def _headline(row: pd.Series, metric: str) -> str:
 
 
 def _seed_spread(row: pd.Series) -> str:
-    """The seeds' min–max of the row's headline UF1 (and accuracy), or — with one seed."""
+    """The seeds' min–max of the metric the protocol's field reads first (k-fold: accuracy, as the paper;
+    leave one subject out: UF1, as MEGC), or — with one seed (the CSV has all three)."""
     if pd.isna(row.get("seeds")) or int(row["seeds"]) <= 1:
         return "—"
-    return " · ".join(f"{name} {row[f'{m}_seed_min']:.3f}–{row[f'{m}_seed_max']:.3f}"
-                      for name, m in (("acc.", "accuracy"), ("UF1", "uf1")))
+    name, metric = ("accuracy", "accuracy") if row["headline"] == "fold mean" else ("UF1", "uf1")
+    return f"{name} {row[f'{metric}_seed_min']:.3f}–{row[f'{metric}_seed_max']:.3f}"
 
 
 def _folds_cell(row: pd.Series) -> str:
@@ -78,9 +79,13 @@ def _cell(value: object, digits: int = 3) -> str:
 
 
 def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    return ('<table class="table2"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in header)
-            + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
-                                               + "</tr>" for cells in rows) + "</tbody></table>")
+    """A table of escaped cells; a `note` column's cells wrap (class note), the others stay on one line."""
+    def row(cells: Sequence[str]) -> str:
+        return "<tr>" + "".join(('<td class="note">' if name == "note" else "<td>") + html.escape(str(cell)) + "</td>"
+                                for name, cell in zip(header, cells, strict=True)) + "</tr>"
+    return ('<div style="overflow-x:auto"><table class="table2"><thead><tr>'
+            + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead><tbody>"
+            + "".join(row(cells) for cells in rows) + "</tbody></table></div>")
 
 
 def table2_html(table: pd.DataFrame) -> str:
@@ -129,6 +134,8 @@ STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0
          "table.table2{border-collapse:collapse;font-size:0.9em}"
          "table.table2 td,table.table2 th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}"
          "table.table2 th{background:#f3f3f3}"
+         "table.table2 td{white-space:nowrap}"
+         "table.table2 td.note{white-space:normal;min-width:24em;font-size:0.85em;color:#555}"
          "figure{display:inline-block;margin:4px;vertical-align:top}"
          "figcaption{font-size:0.8em;text-align:center;color:#555}"
          "p.note{font-size:0.9em;color:#444}")
