@@ -75,7 +75,6 @@ TABLE2_COLUMNS = [
     "seeds", *(f"{m}{part}" for m in METRICS for part in ("", "_ci_low", "_ci_high")), "interval",
     *(f"{m}_seed_{end}" for m in METRICS for end in ("min", "max")), "uf1_subject_mean", "uar_subject_mean",
     "paper_accuracy", "published_uf1", "published_uar", "note"]
-HEADLINE_COLUMNS = ["method_name", "dataset", "protocol", "headline", "accuracy", "uf1", "uar", "seeds", "note"]
 CI_LEVEL = 0.95
 MEGC2019_PROTOCOL = "loso"
 FOLD_MEAN, POOLED = "fold mean", "pooled"
@@ -97,8 +96,7 @@ def headline_of(protocol: str) -> str:
     return FOLD_MEAN if kfold_k(protocol) else POOLED
 
 
-def published_numbers(entry: Mapping, method: str, protocol: str, data: str, part: str = "full",
-                      ds: str = "") -> dict[str, Any]:
+def published_numbers(entry: Mapping, method: str, protocol: str, data: str, part: str = "full") -> dict[str, Any]:
     """paper_accuracy, published_uf1 and published_uar of a row, and a note: the paper's accuracy beside its own
     protocol (5-fold), MEGC 2019's numbers beside a MEGC 2019 composite (or one of its sources, `part`: its
     layout) scored as MEGC scores it (leave one subject out). Only on real data: on synthetic (or mixed) data
@@ -177,17 +175,16 @@ def headline_row(group: pd.DataFrame, protocol: str, bootstrap: int, bootstrap_s
                            + (f" ({row['repeats']} repeats)" if row["repeats"] > 1 else "")
                            + (f", each fold's score the mean of {len(seeds)} seeds" if len(seeds) > 1 else ""))
         return row
-    row.update(pooled_scores(group, bootstrap, bootstrap_seed))
+    row.update(pooled_scores(subject_confusions(group), bootstrap, bootstrap_seed))
     for metric in ("uf1", "uar"):
         row[f"{metric}_subject_mean"] = round(float(group[metric].mean()), 4)
     return row
 
 
-def pooled_scores(group: pd.DataFrame, bootstrap: int, bootstrap_seed: int,
+def pooled_scores(by_seed: Mapping[int, Mapping[str, np.ndarray]], bootstrap: int, bootstrap_seed: int,
                   subjects: Sequence[str] | None = None) -> dict[str, Any]:
     """Accuracy, UF1 and UAR of all test predictions pooled (of the given subjects; default all), averaged over
-    seeds, with the subject-bootstrap interval and the seeds' spread."""
-    by_seed = subject_confusions(group)
+    seeds, with the subject-bootstrap interval and the seeds' spread; `by_seed` is `subject_confusions`'."""
     names = sorted(subjects if subjects is not None else next(iter(by_seed.values())))
     stack = np.array([[by_seed[seed][name] for name in names] for seed in sorted(by_seed)])   # (S, J, C, C)
     per_seed = metrics_lib.scores_of_confusions(stack.sum(axis=1))                          # metric -> (S,)
@@ -227,9 +224,12 @@ def source_rows(group: pd.DataFrame, bootstrap: int, bootstrap_seed: int) -> dic
     by_source: dict[str, list[str]] = {}
     for subject, source in sources.items():
         by_source.setdefault(source, []).append(subject)
+    if not by_source:
+        return {}
     fold_sources = [set(m.values()) for m in group.drop_duplicates("fold")["subject_sources"] if isinstance(m, Mapping)]
+    by_seed = subject_confusions(group)
     return {source: {"headline": POOLED, "folds": sum(source in s for s in fold_sources),
-                     "seeds": int(group["seed"].nunique()), **pooled_scores(group, bootstrap, bootstrap_seed, subjects)}
+                     "seeds": len(by_seed), **pooled_scores(by_seed, bootstrap, bootstrap_seed, subjects)}
             for source, subjects in sorted(by_source.items())}
 
 

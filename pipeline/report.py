@@ -99,7 +99,8 @@ def table2_html(table: pd.DataFrame) -> str:
     for _, r in table.iterrows():
         rows.append([r["method_name"], r["dataset"], r["data"], r["protocol"],
                      "yes" if r["subject_independent"] in (True, "True") else "no",
-                     "—" if pd.isna(r["folds"]) else _folds_cell(r), _cell(r["seeds"]).removesuffix(".000"),
+                     "—" if pd.isna(r["folds"]) else _folds_cell(r),
+                     "—" if pd.isna(r["seeds"]) else str(int(r["seeds"])),
                      r["headline"], _headline(r, "accuracy"), _headline(r, "uf1"), _headline(r, "uar"),
                      _seed_spread(r), _cell(r.get("uf1_subject_mean")), _cell(r["paper_accuracy"]),
                      "—" if pd.isna(r.get("published_uf1")) else f"{r['published_uf1']:.4f} / {r['published_uar']:.4f}",

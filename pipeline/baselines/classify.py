@@ -40,10 +40,8 @@ def svm_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, n_
     if len(present) == 1:           # nothing to separate: the one class seen is the answer
         probabilities[:, present[0]] = 1.0
         return np.full(len(x_test), present[0], dtype=np.int64), probabilities
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        vote = make_pipeline(StandardScaler(), SVC(kernel="linear", C=c)).fit(x_train, y_train)
-        predicted = vote.predict(x_test).astype(np.int64)
+    vote = make_pipeline(StandardScaler(), SVC(kernel="linear", C=c)).fit(x_train, y_train)
+    predicted = vote.predict(x_test).astype(np.int64)
     # Platt scaling on held-out scores: up to 5 stratified splits of the training clips, fewer when a
     # class has fewer clips (the tiny test config has 4 per class).
     splits = int(np.clip(np.bincount(y_train)[present].min(), 2, 5))

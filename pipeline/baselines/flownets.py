@@ -49,9 +49,8 @@ from torch import nn
 from tqdm import tqdm
 
 from pipeline.artifacts import provenance
-from pipeline.errors import MerflowError
 from pipeline.flow import read_flow
-from pipeline.fold_results import split_fold, write_fold_outputs
+from pipeline.fold_results import class_indices, split_fold, write_fold_outputs
 
 U, V, STRAIN = 0, 1, 2           # channels of a flow store's flow_<size>
 
@@ -152,13 +151,10 @@ def flownet_fold(method: str, flow_h5: Path, folds_csv: Path, fold: int, out_dir
     params = dict(input_size=input_size, epochs=epochs, lr=lr, batch_size=batch_size, dropout=dropout, seed=seed)
     torch.set_num_threads(threads)
     flow, clips = read_flow(flow_h5, input_size)
-    unknown = sorted(set(clips["label"]) - set(classes))
-    if unknown:
-        raise MerflowError(f"{flow_h5}: labels {unknown} are not among the classes {list(classes)}")
+    labels = torch.from_numpy(class_indices(clips["label"].tolist(), classes, os.fspath(flow_h5)))
     folds = pd.read_csv(folds_csv, dtype={"clip_id": str, "subject": str, "label": str})
     train_rows, test_rows = split_fold(clips[["clip_id", "subject", "label"]], folds, fold, os.fspath(flow_h5))
     inputs = torch.from_numpy(network_inputs(method, flow))
-    labels = torch.tensor([list(classes).index(label) for label in clips["label"]], dtype=torch.long)
 
     torch.manual_seed(seed)
     model = build_network(method, len(classes), input_size, dropout)
