@@ -6,7 +6,11 @@ failed stage never leaves a half-written artifact that a later stage could read.
 
 Every HDF5 artifact records, as root attributes, the stage that made it, the params it was made
 from (and their hash), the merflow version and the checksums of its inputs. Nothing time-dependent
-is recorded, so the same params and inputs give byte-identical files.
+is recorded, so the same params and inputs give byte-identical files. An artifact whose format has no
+room for it (CSV, JSON, HTML, a folder) has the same record in a file beside it,
+`<artifact>.provenance.json` (`write_sidecar`), which also holds the artifact's own checksum, so a
+record left from another version of the file is recognised. A folder is checksummed by its listing
+(names and sizes, `tree_sha256`): a dataset tree of thousands of frames is not read whole.
 
 Clip store layout (aligned.h5, magnified.h5)::
 
@@ -91,6 +95,50 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def tree_sha256(path: str | os.PathLike) -> str:
+    """A folder's checksum from its listing: every file's path below it and its size, sorted. Hidden files
+    (Snakemake's timestamp in a folder output, a desktop's .DS_Store) are not part of it."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(f"{file.relative_to(root).as_posix()}\0{file.stat().st_size}\n".encode())
+    return digest.hexdigest()
+
+
+def path_sha256(path: str | os.PathLike) -> str:
+    """A file's sha256, or a folder's listing checksum."""
+    return tree_sha256(path) if os.path.isdir(path) else file_sha256(path)
+
+
+def sidecar_path(artifact: str | os.PathLike) -> Path:
+    return Path(f"{os.fspath(artifact).rstrip('/')}.provenance.json")
+
+
+def write_sidecar(artifact: str | os.PathLike, stage: str, params: Mapping[str, Any],
+                  inputs: Mapping[str, str | os.PathLike | list | None]) -> None:
+    """The provenance of an artifact that cannot hold it, in `<artifact>.provenance.json`: stage, params
+    and their hash, merflow version, each input's path and checksum (a list for an input that gathers
+    files), and the artifact's own checksum."""
+    def record(path: str | os.PathLike) -> dict[str, str]:
+        return {"path": os.fspath(path), "sha256": path_sha256(path)}
+    recorded = {name: [record(p) for p in value] if isinstance(value, list | tuple) else record(value)
+                for name, value in inputs.items() if value is not None}
+    prov = {"stage": stage, "merflow_version": __version__, "params": json.loads(canonical_json(params)),
+            "params_sha256": params_sha256(params), "inputs": recorded, "artifact": record(artifact)}
+    with atomic_output(sidecar_path(artifact)) as tmp:
+        tmp.write_text(json.dumps(prov, indent=1, sort_keys=True) + "\n")
+
+
+def read_sidecar(artifact: str | os.PathLike) -> dict | None:
+    path = sidecar_path(artifact)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def params_sha256(params: Mapping[str, Any]) -> str:

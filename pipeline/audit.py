@@ -1,16 +1,22 @@
 """`merflow audit`: is every artifact still what params.yaml and its inputs would make now?
 
-An artifact that records provenance (the HDF5 stores and model.pt, see pipeline/artifacts.py) is
-checked against the present, without rerunning anything:
+Every artifact records its provenance (pipeline/artifacts.py: the HDF5 stores and model.pt in the
+file, every other one in `<artifact>.provenance.json` beside it), and is checked against the present
+without rerunning anything:
 
 - params: the params it records against `stage_params` of the current params.yaml (plus its fold);
-- inputs: the sha256 it records for every input against the file on disk now;
+- inputs: the files it was made from against those the current params would make it from (Table 2
+  made from another configuration's folds reads other files), and each one's recorded checksum
+  against the file on disk now;
 - upstream: an artifact made from an input that is itself out of date is out of date too, even when
-  its own params and checksums still match (the input will be remade).
+  its own params and checksums still match (the input will be remade);
+- itself: a record beside a file holds the file's checksum, so a file changed or replaced since is
+  stale.
 
-Artifacts that record nothing (CSV, JSON, HTML) are listed with whether they exist. Code changes are
-not judged here: Snakemake and DVC rerun a stage when a pipeline/ module it runs changes (its code
-files are rule inputs and DVC deps); the audit shows the merflow version an artifact was made with.
+An artifact with no record (made before records were kept, or its record deleted) is `not recorded`.
+Code changes are not judged here: Snakemake and DVC rerun a stage when a pipeline/ module it runs
+changes (its code files are rule inputs and DVC deps); the audit shows the merflow version an artifact
+was made with.
 """
 
 from __future__ import annotations
@@ -25,9 +31,9 @@ from typing import Any
 import h5py
 
 from pipeline import __version__, paths
-from pipeline.artifacts import file_sha256, read_provenance
+from pipeline.artifacts import path_sha256, read_provenance, read_sidecar, sidecar_path
 from pipeline.config import stage_params
-from pipeline.stages import STAGES, output_files, wildcard_values
+from pipeline.stages import STAGES, input_files, output_files, run_key, wildcard_values
 
 UP_TO_DATE, STALE, MISSING, NOT_RECORDED = "up to date", "stale", "missing", "not recorded"
 
@@ -52,8 +58,11 @@ class ArtifactAudit:
 
 
 def artifact_provenance(path: str | os.PathLike) -> dict | None:
-    """The provenance an artifact records (HDF5 attributes, or model.pt's "provenance"), or None."""
+    """The provenance an artifact records (its record beside it, HDF5 attributes, or model.pt's
+    "provenance"), or None."""
     path = Path(path)
+    if sidecar_path(path).is_file():
+        return read_sidecar(path)
     if path.suffix == ".pt":
         import torch  # only here: importing torch takes seconds
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -77,30 +86,65 @@ def params_differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) 
             if canonical(recorded.get(key)) != canonical(current.get(key))]
 
 
+def _recorded_inputs(prov: Mapping) -> list[tuple[str, str, str]]:
+    """(name, path, sha256) of every input a record names (an input that gathers files names several)."""
+    found = []
+    for name, recorded in (prov.get("inputs") or {}).items():
+        for entry in recorded if isinstance(recorded, list) else [recorded]:
+            found.append((name, entry["path"], entry["sha256"]))
+    return found
+
+
+def _listed(paths: list[str], shown: int = 3) -> str:
+    more = f" and {len(paths) - shown} more" if len(paths) > shown else ""
+    return ", ".join(paths[:shown]) + more
+
+
+def input_set_differences(recorded: list[str], expected: list[str]) -> list[str]:
+    """Why an artifact's inputs are not those the current params name: files it read that they do not,
+    and files they name that it did not read."""
+    made, now = {os.path.normpath(p) for p in recorded}, {os.path.normpath(p) for p in expected}
+    reasons = []
+    if made - now:
+        reasons.append(f"made from {len(made - now)} file(s) the current params do not read: "
+                       + _listed(sorted(made - now)))
+    if now - made:
+        reasons.append(f"the current params read {len(now - made)} file(s) it was not made from: "
+                       + _listed(sorted(now - made)))
+    return reasons
+
+
 def audit_artifact(stage: str, artifact: str | os.PathLike, expected_params: Mapping[str, Any] | None,
-                   stale_artifacts: set[str] = frozenset()) -> ArtifactAudit:
+                   stale_artifacts: set[str] = frozenset(),
+                   expected_inputs: list[str] | None = None) -> ArtifactAudit:
     """One artifact against the current params and the files on disk; `stale_artifacts` are paths
-    already found out of date (an input among them makes this one stale too)."""
+    already found out of date (an input among them makes this one stale too); `expected_inputs`, the
+    files the current params would make it from."""
     artifact = os.fspath(artifact)
     if not os.path.exists(artifact):
         return ArtifactAudit(stage, artifact, MISSING, ["not made yet"])
-    prov = artifact_provenance(artifact) if os.path.isfile(artifact) else None
+    prov = artifact_provenance(artifact) if os.path.isfile(artifact) or sidecar_path(artifact).is_file() else None
     if prov is None:
         return ArtifactAudit(stage, artifact, NOT_RECORDED, ["exists; records no provenance"])
     result = ArtifactAudit(stage, artifact, UP_TO_DATE, params=prov.get("params"),
                            merflow_version=prov.get("merflow_version"))
+    own = prov.get("artifact")
+    if own and path_sha256(artifact) != own["sha256"]:
+        result.reasons.append(f"{artifact} changed since its record ({sidecar_path(artifact)}) was written")
     if expected_params is not None:
         differences = params_differences(prov.get("params") or {}, expected_params)
         if differences:
             result.reasons.append("params differ from the current params: " + "; ".join(differences))
-    for name, recorded in (prov.get("inputs") or {}).items():
-        path, sha = recorded["path"], recorded["sha256"]
+    recorded = _recorded_inputs(prov)
+    if expected_inputs is not None:
+        result.reasons.extend(input_set_differences([path for _, path, _ in recorded], expected_inputs))
+    for name, path, sha in recorded:
         if not os.path.exists(path):
             status = "missing"
         elif os.path.normpath(path) in stale_artifacts:
             status = "stale"
         else:
-            status = "unchanged" if file_sha256(path) == sha else "changed"
+            status = "unchanged" if path_sha256(path) == sha else "changed"
         result.inputs.append(InputCheck(name, path, sha, status))
         if status != "unchanged":
             result.reasons.append(f"input {name} ({path}) is {status}"
@@ -111,13 +155,12 @@ def audit_artifact(stage: str, artifact: str | os.PathLike, expected_params: Map
 
 
 def fold_numbers_now(ds: str, protocol: str) -> list[int]:
-    """The folds of a dataset and protocol: from its saved folds file, or the protocol's k before there is one."""
+    """Leave-one-subject-out's folds of a dataset, from its saved folds file (none before there is one)."""
     folds_csv = Path(paths.FOLDS.format(ds=ds, protocol=protocol))
     if folds_csv.is_file():
         from pipeline.protocols import fold_numbers
         return fold_numbers(folds_csv)
-    from pipeline.protocols import kfold_k
-    return list(range(kfold_k(protocol) or 0))
+    return []
 
 
 def audit_pipeline(params: Mapping) -> list[ArtifactAudit]:
@@ -128,16 +171,19 @@ def audit_pipeline(params: Mapping) -> list[ArtifactAudit]:
         for wildcards in wildcard_values(stage, params, fold_numbers_now):
             label = " ".join([stage.name, *(f"{w}{v}" if w in ("seed", "fold") else str(v)
                                             for w, v in wildcards.items())])
-            artifact = output_files(stage, params, wildcards)[stage.audited]
-            expected = None
-            if stage.records_params():
-                expected = stage_params(params, stage.name, ds=wildcards.get("ds"), method=wildcards.get("method"),
-                                        seed=wildcards.get("seed"))
-                if "fold" in wildcards:
-                    expected = {**expected, "fold": wildcards["fold"]}
-            entry = audit_artifact(label, artifact, expected, stale)
+            outputs = output_files(stage, params, wildcards)
+            expected = stage_params(params, stage.name, ds=wildcards.get("ds"), method=wildcards.get("method"),
+                                    seed=wildcards.get("seed"))
+            if "fold" in wildcards:
+                expected = {**expected, "fold": wildcards["fold"]}
+            expected_inputs = None
+            if not stage.records_params():      # a record beside the artifact lists every input it read
+                expected_inputs = []
+                for value in input_files(stage, params, wildcards, fold_numbers_now).values():
+                    expected_inputs.extend(value if isinstance(value, list) else [] if value is None else [value])
+            entry = audit_artifact(label, outputs[stage.audited], expected, stale, expected_inputs)
             if entry.status in (STALE, MISSING):
-                stale.add(os.path.normpath(artifact))
+                stale.update(os.path.normpath(path) for path in outputs.values())
             results.append(entry)
     return results
 
@@ -161,6 +207,11 @@ def format_audit(results: list[ArtifactAudit], verbose: bool = True) -> str:
                                                                              NOT_RECORDED)}
     lines.append(", ".join(f"{n} {status}" for status, n in counts.items()))
     return "\n".join(lines)
+
+
+def run_line(params: Mapping) -> str:
+    """Where the current params' results are: their run folder, and what results/table2.csv holds."""
+    return f"run: {paths.RUN_DIR.format(run=run_key(params))} (published to {paths.TABLE2}, {paths.REPORT})"
 
 
 def audit_json(results: list[ArtifactAudit]) -> str:

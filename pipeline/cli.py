@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,13 +83,27 @@ def cmd_check_dataset(args: argparse.Namespace) -> int:
 
 def cmd_stage(args: argparse.Namespace) -> None:
     from pipeline.ablation_jobs import DVC_STAGES, run_ablation_stage
+    params = _load(args.params)
+    if os.environ.get("DVC_STAGE"):
+        _check_dvc_yaml(params, args.params)
     if args.name in DVC_STAGES:         # the ablation grid (pipeline/ablations.py)
-        run_ablation_stage(_load(args.params), args.name, ds=args.dataset, protocol=args.protocol, fold=args.fold,
-                           key=args.key)
+        run_ablation_stage(params, args.name, ds=args.dataset, protocol=args.protocol, fold=args.fold, key=args.key)
         return
     from pipeline.stages import run_stage
-    run_stage(_load(args.params), args.name, ds=args.dataset, protocol=args.protocol, method=args.method,
+    run_stage(params, args.name, ds=args.dataset, protocol=args.protocol, method=args.method,
               seed=args.seed, fold=args.fold)
+
+
+def _check_dvc_yaml(params: dict, files: Sequence[str] | None) -> None:
+    """Under `dvc repro` (DVC sets DVC_STAGE): refuse to run a stage of a dvc.yaml that the params no longer
+    make. Its stages, paths and run folder are those of the params it was generated from; run with other
+    params they would write a Table 2 that DVC does not track, or read folds that were never trained."""
+    from pipeline.dvcgen import dvc_yaml
+    dvc_file = Path(os.environ.get("DVC_ROOT", ".")) / "dvc.yaml"
+    if dvc_file.is_file() and dvc_file.read_text() != dvc_yaml(params, files):
+        given = " ".join(files or ["params.yaml"])
+        raise MerflowError(f"{dvc_file} was generated from other params than {given} now hold (or by another "
+                           f"merflow): run `merflow dvc-yaml{' --params ' + given if files else ''}`, then `dvc repro`")
 
 
 def cmd_dvc_yaml(args: argparse.Namespace) -> None:
@@ -156,9 +171,10 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 def cmd_audit(args: argparse.Namespace) -> int:
     """Per stage: the artifact, its params and inputs, and whether it is up to date; exit 1 if any is
     stale or missing."""
-    from pipeline.audit import MISSING, STALE, audit_json, audit_pipeline, format_audit
-    results = audit_pipeline(_load(args.params))
-    print(audit_json(results) if args.json else format_audit(results, verbose=not args.brief))
+    from pipeline.audit import MISSING, STALE, audit_json, audit_pipeline, format_audit, run_line
+    params = _load(args.params)
+    results = audit_pipeline(params)
+    print(audit_json(results) if args.json else format_audit(results, verbose=not args.brief) + "\n" + run_line(params))
     return 1 if any(r.status in (STALE, MISSING) for r in results) else 0
 
 

@@ -44,6 +44,22 @@ def deep_update(base: dict, override: Mapping) -> dict:
     return base
 
 
+def _with_defaults(validator_class: Any) -> Any:
+    """A validator that sets every missing property that has a `default` in the schema."""
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def properties(validator: Any, props: Mapping, instance: Any, schema: Mapping) -> Any:
+        if isinstance(instance, dict):
+            for name, subschema in props.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from check_properties(validator, props, instance, schema)
+    return jsonschema.validators.extend(validator_class, {"properties": properties})
+
+
+_DEFAULTS_VALIDATOR = _with_defaults(jsonschema.Draft202012Validator)
+
+
 def validate_params(params: Mapping) -> None:
     if isinstance(params.get("folds"), Mapping) and "k" in params["folds"]:
         k = params["folds"]["k"]
@@ -60,6 +76,10 @@ def validate_params(params: Mapping) -> None:
     if errors:
         lines = [f"{'.'.join(map(str, e.path)) or '(top level)'}: {e.message}" for e in errors]
         raise ParamsError("params do not match workflow/schemas/params.schema.yaml:\n  " + "\n  ".join(lines))
+    if isinstance(params, dict):
+        # The schema's defaults filled in, as Snakemake's validate() fills them in the workflow's config: the
+        # CLI, DVC and Snakemake then read (and record, and hash) the same params.
+        _DEFAULTS_VALIDATOR(schema).validate(params)
     for method in ("ststnet", "off_apexnet"):
         if method in params["methods"] and params[method]["input_size"] not in params["flow"]["sizes"]:
             raise ParamsError(f"{method}.input_size: the flow stage makes no {params[method]['input_size']} x "
@@ -193,6 +213,6 @@ def stage_params(params: Mapping, stage: str, ds: str | None = None, method: str
         return {"datasets": {name: dataset_summary(params, name) for name in params["datasets"]},
                 "protocols": list(params["protocols"]), "not_run": methods_not_run(params),
                 "bootstrap": params["aggregate"]["bootstrap"], "bootstrap_seed": params["aggregate"]["bootstrap_seed"]}
-    if stage == "report":
+    if stage in ("report", "publish"):
         return {}
     raise ValueError(f"unknown stage '{stage}'")

@@ -13,6 +13,15 @@ FLOW = "data/{ds}/flow.h5"                    # onset -> apex TV-L1 flow and str
 FLOW_QC = "data/{ds}/flow_qc"
 APEX_SPOTTING = "data/{ds}/apex_spotting.csv"  # estimated apex against the coded one, per clip
 FOLD_DIR = "results/{ds}/{protocol}/{method}/seed{seed}/fold{fold}"   # pipeline/fold_results.py's files
+# One configuration's results (pipeline/runs.py): Table 2 and the report of the run whose plan (datasets,
+# protocols, methods, seeds and what decides the folds) hashes to {run}; a new plan never finds old ones.
+RUN_DIR = "results/runs/{run}"
+RUN_TABLE2 = f"{RUN_DIR}/table2.csv"
+RUN_METRICS = f"{RUN_DIR}/metrics.json"
+RUN_FOLD_METRICS = f"{RUN_DIR}/fold_metrics.csv"
+RUN_REPORT = f"{RUN_DIR}/report.html"
+RUN_FIGURES = f"{RUN_DIR}/figures"
+# The current configuration's run, published where users look (a copy of the run folder's files).
 TABLE2 = "results/table2.csv"
 REPORT = "results/report.html"
 METRICS = "results/metrics.json"          # Table 2's numbers, nested ds/protocol/method, for `dvc metrics show`

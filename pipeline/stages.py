@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import paths
+from pipeline.artifacts import params_sha256, write_sidecar
 from pipeline.baselines import BASELINES, FLOWNETS, HANDCRAFTED, TRAINED, any_method_runs, methods_to_run, seeds_of
 from pipeline.config import built_datasets, composite_sources, composites, stage_params
+from pipeline.protocols import fold_numbers, planned_folds
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,7 +91,8 @@ class Stage:
         return self.audit or next(iter(self.outputs))
 
     def records_params(self) -> bool:
-        """Whether the audited artifact records the params it was made with (HDF5 stores and model.pt)."""
+        """Whether the audited artifact records its provenance itself (HDF5 stores and model.pt); every
+        other stage's is written beside it (pipeline.artifacts.write_sidecar)."""
         return self.audited in ("h5", "model")
 
 
@@ -147,19 +150,29 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in [
             _fold_outputs(method, BASELINE_FILES), ("flow", *FOLD_ARGS), ("ds", "protocol", "seed", "fold"),
             (method, "mappings.{mapping}.classes"), audit="metrics") for method in FLOWNETS),
     Stage("aggregate", "pipeline.aggregate:aggregate_stage", {"metrics": FoldFiles("metrics.json")},
-          {"table": paths.TABLE2, "metrics_json": paths.METRICS, "fold_metrics": paths.FOLD_METRICS},
+          {"table": paths.RUN_TABLE2, "metrics_json": paths.RUN_METRICS, "fold_metrics": paths.RUN_FOLD_METRICS},
           ("metrics", "table"), params=("datasets", "protocols", "methods", "dataset.{ds}", "pretrained_cnn.weights",
                                         "aggregate"),
           keywords={"metrics_json": "metrics_json", "folds_csv": "fold_metrics"}),
     Stage("report", "pipeline.report:report_stage",
-          {"table": paths.TABLE2, "metrics": FoldFiles("metrics.json"), "predictions": FoldFiles("predictions.csv"),
+          {"table": paths.RUN_TABLE2, "metrics": FoldFiles("metrics.json"),
+           "predictions": FoldFiles("predictions.csv"),
            "align_qc": PerDataset(paths.ALIGN_QC), "magnify_qc": PerDataset(paths.MAGNIFY_QC),
            "tensors": PerDataset(paths.TENSORS), "index": PerDataset(paths.INDEX),
            "flow_qc": PerDataset(paths.FLOW_QC, FLOWNETS), "apex_spotting": PerDataset(paths.APEX_SPOTTING, FLOWNETS)},
-          {"report": paths.REPORT, "figures": paths.FIGURES},
+          {"report": paths.RUN_REPORT, "figures": paths.RUN_FIGURES},
           ("table", "metrics", "predictions", "align_qc", "magnify_qc", "report"),
           keywords={"tensors_paths": "tensors", "index_paths": "index", "figures_dir": "figures",
                     "flow_qc_dirs": "flow_qc", "apex_paths": "apex_spotting"}),
+    # The run of the current params (its folder named by run_key), copied to the paths users read.
+    Stage("publish", "pipeline.runs:publish_stage",
+          {"run_table": paths.RUN_TABLE2, "run_metrics_json": paths.RUN_METRICS,
+           "run_fold_metrics": paths.RUN_FOLD_METRICS, "run_report": paths.RUN_REPORT,
+           "run_figures": paths.RUN_FIGURES},
+          {"table": paths.TABLE2, "metrics_json": paths.METRICS, "fold_metrics": paths.FOLD_METRICS,
+           "report": paths.REPORT, "figures": paths.FIGURES},
+          ("run_table", "run_metrics_json", "run_fold_metrics", "run_report", "run_figures",
+           "table", "metrics_json", "fold_metrics", "report", "figures")),
 ]}
 assert set(BASELINES) <= set(STAGES)
 assert all(not set(s.inputs) & set(s.outputs) for s in STAGES.values()), "input and output names must differ"
@@ -167,13 +180,20 @@ assert all(not set(s.inputs) & set(s.outputs) for s in STAGES.values()), "input 
 
 # --- resolving a stage's files -------------------------------------------------------------------------
 
-FoldsOf = Callable[[str, str], Sequence[int]]   # (ds, protocol) -> its fold numbers
+FoldsOf = Callable[[str, str], Sequence[int]]   # (ds, protocol) -> its fold numbers, read from the data
 
 
 def saved_fold_numbers(ds: str, protocol: str) -> list[int]:
     """The folds of a dataset and protocol, from its saved folds file."""
-    from pipeline.protocols import fold_numbers
     return fold_numbers(Path(paths.FOLDS.format(ds=ds, protocol=protocol)))
+
+
+def folds_numbers(params: Mapping, ds: str, protocol: str, folds_of: FoldsOf = saved_fold_numbers) -> list[int]:
+    """The folds of a dataset and protocol: a k-fold protocol's are known from params alone (k times the
+    repeats, before any data is read); leave-one-subject-out's, one per subject, come from `folds_of`
+    (the saved folds file; Snakemake's folds checkpoint)."""
+    planned = planned_folds(protocol, params["folds"].get("repeats", 1))
+    return planned if planned is not None else list(folds_of(ds, protocol))
 
 
 def fold_files(params: Mapping, name: str, folds_of: FoldsOf = saved_fold_numbers) -> list[str]:
@@ -181,7 +201,7 @@ def fold_files(params: Mapping, name: str, folds_of: FoldsOf = saved_fold_number
     of params that run (not the pre-trained CNN without weights)."""
     return [f"{paths.FOLD_DIR}/{name}".format(ds=ds, protocol=protocol, method=method, seed=seed, fold=fold)
             for ds in params["datasets"] for protocol in params["protocols"] for method in methods_to_run(params)
-            for seed in seeds_of(params, method) for fold in folds_of(ds, protocol)]
+            for seed in seeds_of(params, method) for fold in folds_numbers(params, ds, protocol, folds_of)]
 
 
 def param_value(params: Mapping, dotted: str) -> Any:
@@ -191,18 +211,22 @@ def param_value(params: Mapping, dotted: str) -> Any:
     return value
 
 
-def template_values(params: Mapping, wildcards: Mapping[str, Any]) -> dict[str, Any]:
-    """The values a template may name: the wildcards, and a dataset's root (unless given)."""
+def template_values(params: Mapping, wildcards: Mapping[str, Any], stage: Stage) -> dict[str, Any]:
+    """The values a stage's templates may name: the wildcards, a dataset's root and the run (unless given)."""
     values = dict(wildcards)
     if "ds" in values and "root" not in values and "root" in params["dataset"].get(values["ds"], {}):
         values["root"] = params["dataset"][values["ds"]]["root"]
+    templates = [t if isinstance(t, str) else getattr(t, "template", "") for t in (*stage.inputs.values(),
+                                                                                  *stage.outputs.values())]
+    if "run" not in values and any("{run}" in t for t in templates):
+        values["run"] = run_key(params)
     return values
 
 
 def input_files(stage: Stage, params: Mapping, wildcards: Mapping[str, Any],
                 folds_of: FoldsOf = saved_fold_numbers) -> dict[str, str | list[str] | None]:
     """name -> path (a list of paths for a gathering input; None for an unset ParamFile) of a stage's inputs."""
-    values = template_values(params, wildcards)
+    values = template_values(params, wildcards, stage)
     files: dict[str, str | list[str] | None] = {}
     for name, value in stage.inputs.items():
         if isinstance(value, PerDataset):
@@ -220,7 +244,7 @@ def input_files(stage: Stage, params: Mapping, wildcards: Mapping[str, Any],
 
 
 def output_files(stage: Stage, params: Mapping, wildcards: Mapping[str, Any]) -> dict[str, str]:
-    values = template_values(params, wildcards)
+    values = template_values(params, wildcards, stage)
     return {name: template.format(**values) for name, template in stage.outputs.items()}
 
 
@@ -252,6 +276,18 @@ def call_stage(stage: Stage, files: Mapping[str, Any], wildcards: Mapping[str, A
         function(*args, **keywords, **kwargs)
     else:
         runner(function, *args, **keywords, **kwargs)
+    if not stage.records_params():          # a CSV, JSON, HTML or folder: its record beside it
+        recorded = {**kwargs, **({"fold": values["fold"]} if "fold" in wildcards else {})}
+        write_sidecar(files[stage.audited], stage.name, recorded,
+                      {name: _paths(files[name]) for name in stage.inputs})
+
+
+def _paths(value: Any) -> str | list[str] | None:
+    """An input as call_stage got it (a path, a list of paths, Snakemake's named list, or None) as str or
+    list of str."""
+    if value is None or isinstance(value, str | os.PathLike):
+        return None if value is None else os.fspath(value)
+    return [os.fspath(v) for v in value]
 
 
 def run_stage(params: Mapping, stage: str, *, ds: str | None = None, protocol: str | None = None,
@@ -357,7 +393,8 @@ def wildcard_values(stage: Stage, params: Mapping, folds_of: FoldsOf = saved_fol
         elif wildcard == "seed":
             instances = [{**i, "seed": s} for i in instances for s in seeds_of(params, i.get("method", stage.name))]
         elif wildcard == "fold":
-            instances = [{**i, "fold": f} for i in instances for f in folds_of(i["ds"], i["protocol"])]
+            instances = [{**i, "fold": f} for i in instances
+                         for f in folds_numbers(params, i["ds"], i["protocol"], folds_of)]
     if "fold" in stage.wildcards and stage.name in BASELINES and stage.name not in methods_to_run(params):
         return []
     return instances
@@ -377,3 +414,30 @@ def synthetic_layouts(params: Mapping) -> list[str]:
     """The layouts of the synthetic datasets params read (composites' sources included), each generated once."""
     return sorted({params["dataset"][n]["layout"] for n in built_datasets(params)
                    if params["dataset"][n].get("synthetic")})
+
+
+# --- the run: which results one configuration's Table 2 and report are made from ------------------------
+
+# The stages whose outputs decide the fold numbers (the clips and subjects a dataset has, its folds).
+PLAN_STAGES = ("synth", "index", "composite_index", "folds")
+
+
+def run_plan(params: Mapping) -> dict[str, Any]:
+    """What decides the fold files Table 2 and the report read: the aggregate's params (datasets,
+    protocols, methods not run), the seeds of each method that runs, and the params of every instance of
+    the stages that decide the folds."""
+    deciding = {}
+    for name in PLAN_STAGES:
+        for wildcards in wildcard_values(STAGES[name], params):
+            deciding[" ".join([name, *map(str, wildcards.values())])] = stage_params(params, name,
+                                                                                      ds=wildcards.get("ds"))
+    return {"aggregate": stage_params(params, "aggregate"),
+            "seeds": {method: seeds_of(params, method) for method in methods_to_run(params)},
+            "deciding": deciding}
+
+
+def run_key(params: Mapping) -> str:
+    """The name of the run folder of params (results/runs/{run}): a hash of `run_plan`. Any change of plan
+    gives a folder that does not exist yet, so its Table 2 and report are always made, never an older
+    plan's left in place."""
+    return params_sha256(run_plan(params))[:12]

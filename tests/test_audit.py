@@ -76,7 +76,13 @@ def test_audit_of_a_finished_run_is_up_to_date(tiny_copy):
     model = stages["train casme2 kfold5 rcnn seed0 fold0"]
     assert model["params"]["fold"] == 0 and model["params"]["maps"] == 2
     assert {i["name"] for i in model["inputs"]} == {"tensors", "folds"}
-    assert stages["index casme2"]["status"] == "not recorded"
+    # CSVs and folders record their provenance beside them (<artifact>.provenance.json): nothing is unrecorded
+    index = stages["index casme2"]
+    assert index["status"] == "up to date" and index["params"]["layout"] == "casme2"
+    assert [(i["name"], i["path"], i["status"]) for i in index["inputs"]] == \
+        [("root", "data/synthetic/casme2", "unchanged")]           # a folder, by its listing
+    assert (tiny_copy / "data" / "casme2" / "index.csv.provenance.json").is_file()
+    assert not [e for e in entries if e["status"] == "not recorded"]
     # folds 1-4, Table 2 and the report were not made (not targeted): missing, so the exit status is 1
     assert stages["train casme2 kfold5 rcnn seed0 fold1"]["status"] == "missing" and status == 1
 
@@ -111,7 +117,10 @@ def test_a_changed_input_file_is_found_by_its_checksum(tiny_copy):
     stages = by_stage(entries)
     model = stages["train casme2 kfold5 rcnn seed0 fold0"]
     assert model["status"] == "stale"
-    assert {i["name"]: i["status"] for i in model["inputs"]} == {"tensors": "unchanged", "folds": "changed"}
+    # the folds file records its own checksum: it is stale itself, and so is every fold made from it
+    folds = stages["folds casme2 kfold5"]
+    assert folds["status"] == "stale" and any("changed since its record" in r for r in folds["reasons"])
+    assert {i["name"]: i["status"] for i in model["inputs"]} == {"tensors": "unchanged", "folds": "stale"}
     assert stages["tensors casme2"]["status"] == "up to date"
 
 

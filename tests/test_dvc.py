@@ -143,3 +143,30 @@ def test_dvc_stages_mirror_the_snakemake_rules(dvc_repo):
     for name, (deps, outs) in dvc.items():
         inputs, outputs = snakemake[name]
         assert (deps, outs) == (inputs - {INPUT_FUNCTION}, outputs), f"stage {name} differs from its Snakemake rule"
+
+
+def test_dvc_repro_refuses_a_dvc_yaml_the_params_no_longer_make_then_follows_the_new_one(dvc_repo):
+    """params.yaml edited without regenerating dvc.yaml: the first stage DVC reruns stops with what to do,
+    and Table 2 is left as it was; regenerated, `dvc repro` makes the new run and publishes it."""
+    repo, _ = dvc_repo
+    params_file, dvc_file = repo / "params.yaml", repo / "dvc.yaml"
+    original_params, original_dvc = params_file.read_text(), dvc_file.read_text()
+    table = (repo / "results" / "table2.csv").read_text()
+    params = yaml.safe_load(original_params)
+    try:
+        params_file.write_text(yaml.safe_dump({**params, "methods": ["rcnn"]}, sort_keys=False))
+        refused = run([str(BIN / "dvc"), "repro"], repo)
+        assert refused.returncode != 0
+        assert "dvc.yaml was generated from other params than params.yaml now hold" in refused.stdout + refused.stderr
+        assert "run `merflow dvc-yaml`" in refused.stdout + refused.stderr
+        assert (repo / "results" / "table2.csv").read_text() == table
+        assert run([str(BIN / "merflow"), "dvc-yaml"], repo).returncode == 0
+        again = run([str(BIN / "dvc"), "repro"], repo)
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+        assert pd.read_csv(repo / "results" / "table2.csv")["method"].tolist() == ["rcnn"]
+        assert "Running stage 'train" not in again.stdout          # the folds were trained already
+    finally:
+        params_file.write_text(original_params)
+        dvc_file.write_text(original_dvc)
+    restored = run([str(BIN / "dvc"), "repro"], repo)
+    assert restored.returncode == 0 and (repo / "results" / "table2.csv").read_text() == table

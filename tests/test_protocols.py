@@ -15,9 +15,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipeline import paths
+from pipeline.config import load_params
 from pipeline.errors import ParamsError
 from pipeline.fold_results import fold_table, split_fold
 from pipeline.protocols import fold_numbers, folds_stage, kfold_folds, loso_folds, repeat_of_fold
+from pipeline.stages import run_key
 from pipeline.train import shuffled_batches
 
 INDEX_COLUMNS = ["dataset", "clip_id", "subject", "episode", "emotion", "label", "label_index", "onset",
@@ -190,9 +193,12 @@ def test_loso_runs_through_snakemake_with_one_job_per_subject(tmp_path):
     overlay = tmp_path / "loso.yaml"
     overlay.write_text(yaml.safe_dump({"protocols": ["loso"], "methods": ["rcnn"], "train": {
         "maps": 2, "recurrent_steps": 1, "batch_size": 16, "max_epochs": 1, "threads": 1, "precision": "fp32"}}))
+    # Table 2 as the aggregate writes it, in the config's run folder (results/ gets a copy with the report)
+    table_csv = paths.RUN_TABLE2.format(run=run_key(load_params(REPO / "params.yaml", REPO / "tests" / "tiny.yaml",
+                                                                overlay)))
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
                str(tmp_path), "--cores", "2", "--allowed-rules", "folds", "train", "aggregate",
-               "--configfile", str(REPO / "tests" / "tiny.yaml"), str(overlay), "--", "results/table2.csv"]
+               "--configfile", str(REPO / "tests" / "tiny.yaml"), str(overlay), "--", table_csv]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -202,7 +208,7 @@ def test_loso_runs_through_snakemake_with_one_job_per_subject(tmp_path):
     assert [d.name for d in fold_dirs] == ["fold0", "fold1", "fold2"]
     tested = [pd.read_csv(d / "predictions.csv", dtype={"subject": str}) for d in fold_dirs]
     assert [t["subject"].unique().tolist() for t in tested] == [["s1"], ["s2"], ["s10"]]
-    table = pd.read_csv(tmp_path / "results" / "table2.csv")
+    table = pd.read_csv(tmp_path / table_csv)
     row = table[(table["protocol"] == "loso") & (table["method"] == "rcnn")].iloc[0]
     assert row["folds"] == 3 and row["headline"] == "pooled" and row["subject_independent"]
     pooled = pd.concat(tested)

@@ -290,7 +290,7 @@ def test_a_kill_during_training_reruns_only_the_unfinished_folds_and_resumes_the
     done, midway = killed_run["done_at_kill2"], killed_run["midway_at_kill2"]
     assert 1 <= len(done) < FOLDS and midway, (done, midway)
     assert killed_run["run2"]["train"] == len(done)
-    assert killed_run["run3"] == {"train": FOLDS - len(done), "aggregate": 1}
+    assert killed_run["run3"] == {"train": FOLDS - len(done), "aggregate": 1, "report": 1, "publish": 1}
     for fold, epoch in midway.items():
         assert 1 <= epoch <= 3   # after the last epoch too: killed while it evaluated
         assert f"epoch {epoch} done" in killed_run["resumed_logs"][fold]

@@ -38,7 +38,7 @@ FOLDS = 2
 METHODS = yaml.safe_load(TINY.read_text())["methods"]      # the RCNN and LBP-TOP: a job per fold each
 # Snakemake group jobs: rule -> group; each group runs as one SLURM job (its connected parts together).
 GROUPS = {"synth": "prep", "index": "prep", "align": "prep", "magnify": "prep", "tensors": "prep",
-          "folds": "prep", "aggregate": "summary", "report": "summary"}
+          "folds": "prep", "aggregate": "summary", "report": "summary", "publish": "summary"}
 
 
 @contextlib.contextmanager

@@ -53,8 +53,12 @@ def test_a_fold_stage_writes_under_its_fold_folder():
 
 
 def test_gathering_stages_read_every_fold_of_every_method_that_runs():
+    # k-fold's folds are known from params (kfold5: 5), leave-one-subject-out's from the saved folds file.
     metrics = fold_files(PARAMS, "metrics.json", two_folds)
-    assert len(metrics) == len(PARAMS["datasets"]) * len(PARAMS["protocols"]) * 10 * 2   # 10 methods, 2 folds
+    assert PARAMS["protocols"] == ["kfold5"] and len(metrics) == len(PARAMS["datasets"]) * 10 * 5   # 10 methods
+    loso = fold_files({**PARAMS, "protocols": ["loso"]}, "metrics.json", two_folds)
+    assert len(loso) == len(PARAMS["datasets"]) * 10 * 2
+    assert "results/casme2/loso/rcnn/seed0/fold1/metrics.json" in loso
     without_weights = {**PARAMS, "pretrained_cnn": {**PARAMS["pretrained_cnn"], "weights": None}}
     assert not any("pretrained_cnn" in m for m in fold_files(without_weights, "metrics.json", two_folds))
     assert wildcard_values(STAGES["pretrained_cnn"], without_weights, two_folds) == []

@@ -6,7 +6,7 @@ from pipeline import paths
 from pipeline.baselines import BASELINES, FLOWNETS, ON_ALIGNED, TRAINED, any_method_runs
 from pipeline.config import composite_sources, composites, stage_params, validate_params
 from pipeline.protocols import fold_numbers
-from pipeline.stages import PACKAGE_ROOT, code_deps, fold_files, module_closure
+from pipeline.stages import PACKAGE_ROOT, code_deps, fold_files, module_closure, run_key
 
 
 validate(config, schema="../schemas/params.schema.yaml")
@@ -44,8 +44,18 @@ def dataset_root(wildcards):
     return config["dataset"][wildcards.ds]["root"]
 
 
+# The run folder of this config (pipeline/runs.py): a new plan of datasets, protocols, methods, seeds and
+# what decides the folds names a folder that does not exist yet, so its aggregate and report always run.
+RUN = run_key(config)
+
+
+def run_path(template):
+    return template.format(run=RUN)
+
+
 def saved_folds(ds, protocol):
-    """The fold numbers of a dataset and protocol, from the saved folds file (checkpoint)."""
+    """Leave-one-subject-out's fold numbers, one per subject, from the saved folds file (checkpoint); a
+    k-fold protocol's are known from params (pipeline.stages.folds_numbers)."""
     return fold_numbers(checkpoints.folds.get(ds=ds, protocol=protocol).output.folds)
 
 

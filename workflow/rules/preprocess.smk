@@ -81,6 +81,9 @@ checkpoint folds:
         p=stage_params(config, "folds"),
     log:
         "logs/folds/{ds}_{protocol}.log",
+    # Seconds of work that every fold job waits on: run it as soon as the index is there, not beside a
+    # long stage that may be interrupted.
+    priority: 1
     conda:
         "../../environment.yml"
     threads: 1
