@@ -91,7 +91,7 @@ def dvc_stages(params: Mapping) -> dict:
     repeats = params["folds"].get("repeats", 1)
 
     def planned_folds(ds: str, protocol: str) -> list[int]:
-        # Only leave-one-subject-out asks (pipeline.stages.folds_numbers), and dvc_yaml refuses it.
+        # Only leave-one-subject-out asks (pipeline.stages.fold_numbers_of), and dvc_yaml refuses it.
         raise MerflowError(f"dvc.yaml cannot list the folds of {protocol}: they come from the data")
 
     stages: dict[str, Any] = {}

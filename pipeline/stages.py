@@ -188,7 +188,7 @@ def saved_fold_numbers(ds: str, protocol: str) -> list[int]:
     return fold_numbers(Path(paths.FOLDS.format(ds=ds, protocol=protocol)))
 
 
-def folds_numbers(params: Mapping, ds: str, protocol: str, folds_of: FoldsOf = saved_fold_numbers) -> list[int]:
+def fold_numbers_of(params: Mapping, ds: str, protocol: str, folds_of: FoldsOf = saved_fold_numbers) -> list[int]:
     """The folds of a dataset and protocol: a k-fold protocol's are known from params alone (k times the
     repeats, before any data is read); leave-one-subject-out's, one per subject, come from `folds_of`
     (the saved folds file; Snakemake's folds checkpoint)."""
@@ -201,7 +201,7 @@ def fold_files(params: Mapping, name: str, folds_of: FoldsOf = saved_fold_number
     of params that run (not the pre-trained CNN without weights)."""
     return [f"{paths.FOLD_DIR}/{name}".format(ds=ds, protocol=protocol, method=method, seed=seed, fold=fold)
             for ds in params["datasets"] for protocol in params["protocols"] for method in methods_to_run(params)
-            for seed in seeds_of(params, method) for fold in folds_numbers(params, ds, protocol, folds_of)]
+            for seed in seeds_of(params, method) for fold in fold_numbers_of(params, ds, protocol, folds_of)]
 
 
 def param_value(params: Mapping, dotted: str) -> Any:
@@ -394,7 +394,7 @@ def wildcard_values(stage: Stage, params: Mapping, folds_of: FoldsOf = saved_fol
             instances = [{**i, "seed": s} for i in instances for s in seeds_of(params, i.get("method", stage.name))]
         elif wildcard == "fold":
             instances = [{**i, "fold": f} for i in instances
-                         for f in folds_numbers(params, i["ds"], i["protocol"], folds_of)]
+                         for f in fold_numbers_of(params, i["ds"], i["protocol"], folds_of)]
     if "fold" in stage.wildcards and stage.name in BASELINES and stage.name not in methods_to_run(params):
         return []
     return instances

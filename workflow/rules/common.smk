@@ -55,7 +55,7 @@ def run_path(template):
 
 def saved_folds(ds, protocol):
     """Leave-one-subject-out's fold numbers, one per subject, from the saved folds file (checkpoint); a
-    k-fold protocol's are known from params (pipeline.stages.folds_numbers)."""
+    k-fold protocol's are known from params (pipeline.stages.fold_numbers_of)."""
     return fold_numbers(checkpoints.folds.get(ds=ds, protocol=protocol).output.folds)
 
 
