@@ -21,9 +21,10 @@ was made with.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ import h5py
 from pipeline import __version__, paths
 from pipeline.artifacts import path_sha256, read_provenance, read_sidecar, sidecar_path
 from pipeline.config import stage_params
-from pipeline.stages import STAGES, input_files, output_files, run_key, wildcard_values
+from pipeline.stages import STAGES, input_paths, output_files, run_key, wildcard_values
 
 UP_TO_DATE, STALE, MISSING, NOT_RECORDED = "up to date", "stale", "missing", "not recorded"
 
@@ -115,8 +116,8 @@ def input_set_differences(recorded: list[str], expected: list[str]) -> list[str]
 
 
 def audit_artifact(stage: str, artifact: str | os.PathLike, expected_params: Mapping[str, Any] | None,
-                   stale_artifacts: set[str] = frozenset(),
-                   expected_inputs: list[str] | None = None) -> ArtifactAudit:
+                   stale_artifacts: set[str] = frozenset(), expected_inputs: list[str] | None = None,
+                   checksum: Callable[[str], str] = path_sha256) -> ArtifactAudit:
     """One artifact against the current params and the files on disk; `stale_artifacts` are paths
     already found out of date (an input among them makes this one stale too); `expected_inputs`, the
     files the current params would make it from."""
@@ -144,7 +145,7 @@ def audit_artifact(stage: str, artifact: str | os.PathLike, expected_params: Map
         elif os.path.normpath(path) in stale_artifacts:
             status = "stale"
         else:
-            status = "unchanged" if path_sha256(path) == sha else "changed"
+            status = "unchanged" if checksum(path) == sha else "changed"
         result.inputs.append(InputCheck(name, path, sha, status))
         if status != "unchanged":
             result.reasons.append(f"input {name} ({path}) is {status}"
@@ -167,6 +168,9 @@ def audit_pipeline(params: Mapping) -> list[ArtifactAudit]:
     """Every artifact of the pipeline params describe, in the stage table's order (upstream first)."""
     results: list[ArtifactAudit] = []
     stale: set[str] = set()
+    # An input read by many artifacts (a dataset's aligned.h5 by every fold of every baseline) is
+    # checksummed once per audit.
+    checksum = functools.cache(path_sha256)
     for stage in STAGES.values():
         for wildcards in wildcard_values(stage, params, fold_numbers_now):
             label = " ".join([stage.name, *(f"{w}{v}" if w in ("seed", "fold") else str(v)
@@ -176,12 +180,10 @@ def audit_pipeline(params: Mapping) -> list[ArtifactAudit]:
                                     seed=wildcards.get("seed"))
             if "fold" in wildcards:
                 expected = {**expected, "fold": wildcards["fold"]}
-            expected_inputs = None
-            if not stage.records_params():      # a record beside the artifact lists every input it read
-                expected_inputs = []
-                for value in input_files(stage, params, wildcards, fold_numbers_now).values():
-                    expected_inputs.extend(value if isinstance(value, list) else [] if value is None else [value])
-            entry = audit_artifact(label, outputs[stage.audited], expected, stale, expected_inputs)
+            # a record beside the artifact lists every input it read
+            expected_inputs = None if stage.records_params() else input_paths(stage, params, wildcards,
+                                                                               fold_numbers_now)
+            entry = audit_artifact(label, outputs[stage.audited], expected, stale, expected_inputs, checksum)
             if entry.status in (STALE, MISSING):
                 stale.update(os.path.normpath(path) for path in outputs.values())
             results.append(entry)
@@ -210,7 +212,7 @@ def format_audit(results: list[ArtifactAudit], verbose: bool = True) -> str:
 
 
 def run_line(params: Mapping) -> str:
-    """Where the current params' results are: their run folder, and what results/table2.csv holds."""
+    """Where the current params' results are made (their run folder) and published."""
     return f"run: {paths.RUN_DIR.format(run=run_key(params))} (published to {paths.TABLE2}, {paths.REPORT})"
 
 

@@ -23,7 +23,7 @@ from pipeline.stages import (
     STAGES,
     Stage,
     code_deps,
-    input_files,
+    input_paths,
     module_closure,
     output_files,
     stage_datasets,
@@ -62,9 +62,7 @@ def _dvc_stage(stage: Stage, params: Mapping, wildcards: Mapping[str, str], mapp
     """cmd, deps, params and outs of one stage, its wildcards written as DVC placeholders."""
     cmd = " ".join(["merflow stage", stage.name, *(f"{FLAGS[w]} {wildcards[w]}" for w in stage.wildcards)])
     values = {**wildcards, **({"root": "${item.root}"} if "ds" in wildcards else {})}
-    deps: list[str] = []
-    for value in input_files(stage, params, values, planned_folds).values():
-        deps.extend(value if isinstance(value, list) else [] if value is None else [value])
+    deps = input_paths(stage, params, values, planned_folds)
     outs = list(output_files(stage, params, values).values())
     body: dict[str, Any] = {"cmd": cmd, "deps": [*deps, *code_deps(stage)]}
     keys = _params_keys(stage.params, params, {"ds": wildcards.get("ds", list(params["datasets"])),

@@ -243,6 +243,16 @@ def input_files(stage: Stage, params: Mapping, wildcards: Mapping[str, Any],
     return files
 
 
+def input_paths(stage: Stage, params: Mapping, wildcards: Mapping[str, Any],
+                folds_of: FoldsOf = saved_fold_numbers) -> list[str]:
+    """Every input path of a stage instance in one list (gathering inputs' paths in turn, an unset
+    ParamFile left out): a DVC stage's deps, the files an artifact's record should list."""
+    paths_: list[str] = []
+    for value in input_files(stage, params, wildcards, folds_of).values():
+        paths_.extend(value if isinstance(value, list) else [] if value is None else [value])
+    return paths_
+
+
 def output_files(stage: Stage, params: Mapping, wildcards: Mapping[str, Any]) -> dict[str, str]:
     values = template_values(params, wildcards, stage)
     return {name: template.format(**values) for name, template in stage.outputs.items()}
