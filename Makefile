@@ -37,11 +37,14 @@ NUMERICS_TESTS := tests/test_train.py tests/test_evm.py tests/test_evm_torch.py 
 KERNEL_PATHS := "ONEDNN_MAX_CPU_ISA=AVX2" \
 	"ONEDNN_MAX_CPU_ISA=SSE41 ATEN_CPU_CAPABILITY=default OPENCV_CPU_DISABLE=AVX2,FMA3"
 
+# Test files run on all cores, a file's tests on one (they share its module fixtures, e.g. one tiny run).
+PYTEST := $(BIN)/pytest -q -n auto --dist loadfile
+
 test: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
-	$(BIN)/pytest -q
+	$(PYTEST)
 	@for path in $(KERNEL_PATHS); do echo "numerics tests with $$path"; \
-		env $$path $(BIN)/pytest -q -p no:cacheprovider $(NUMERICS_TESTS) || exit 1; done
+		env $$path $(PYTEST) -p no:cacheprovider $(NUMERICS_TESTS) || exit 1; done
 
 lint: install
 	$(BIN)/ruff check .

@@ -22,7 +22,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline.datasets.synth import generate_casme2  # noqa: E402
+from pipeline.datasets.synth_writers import generate_casme2  # noqa: E402
 from tests.casme2_like import write_casme2_like  # noqa: E402
 
 FACES = {"seed": 0, "subjects": 2, "clips_per_subject": 2, "frames_min": 12, "frames_max": 16, "width": 640,

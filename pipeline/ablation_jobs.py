@@ -18,7 +18,8 @@ import pandas as pd
 from pipeline import ablations, paths
 from pipeline.artifacts import atomic_output
 from pipeline.errors import MerflowError
-from pipeline.stages import STAGES, call_stage
+from pipeline.runner import call_stage
+from pipeline.stages import STAGES, TRAIN_FILES, fold_outputs
 
 DVC_STAGES = ("ablation_magnify", "ablation_tensors", "ablation_train", "ablations")
 
@@ -34,15 +35,14 @@ def job_files(params: Mapping, stage: str, key: str, ds: str, protocol: str, fol
     """The named inputs and outputs of one ablation job (the names of the stage table's entry)."""
     overrides = ablations.overrides_for_key(params, key)
     if stage == "magnify":
-        return {"aligned": paths.ALIGNED.format(ds=ds), "h5": paths.ABLATION_MAGNIFIED.format(ds=ds, key=key),
-                "qc": paths.ABLATION_MAGNIFY_QC.format(ds=ds, key=key)}
+        return {"aligned_h5": paths.ALIGNED.format(ds=ds), "out_h5": paths.ABLATION_MAGNIFIED.format(ds=ds, key=key),
+                "qc_dir": paths.ABLATION_MAGNIFY_QC.format(ds=ds, key=key)}
     if stage == "tensors":
-        return {"magnified": ablations.magnified_path(overrides, ds),
-                "h5": paths.ABLATION_TENSORS.format(ds=ds, key=key)}
+        return {"magnified_h5": ablations.magnified_path(overrides, ds),
+                "out_h5": paths.ABLATION_TENSORS.format(ds=ds, key=key)}
     fold_dir = paths.ABLATION_FOLD_DIR.format(ds=ds, protocol=protocol, key=key, fold=fold)
-    return {"tensors": ablations.tensors_path(overrides, ds), "folds": paths.FOLDS.format(ds=ds, protocol=protocol),
-            **{name.split(".")[0]: f"{fold_dir}/{name}"
-               for name in ("model.pt", "predictions.csv", "metrics.json", "train_log.csv")}}
+    return {"tensors_h5": ablations.tensors_path(overrides, ds),
+            "folds_csv": paths.FOLDS.format(ds=ds, protocol=protocol), **fold_outputs(fold_dir, TRAIN_FILES)}
 
 
 def run_ablation_stage(params: Mapping, stage: str, *, ds: str | None = None, protocol: str | None = None,

@@ -35,8 +35,9 @@ import pandas as pd
 
 from pipeline import paths
 from pipeline.artifacts import atomic_output, canonical_json
-from pipeline.config import stage_params, validate_params
+from pipeline.config import validate_params
 from pipeline.errors import MerflowError, ParamsError
+from pipeline.stages import stage_params
 
 STAGE_ORDER = ("magnify", "tensors", "train")   # the stages a setting may override, upstream first
 METHOD = "rcnn"                                 # the ablations vary the RCNN's params
@@ -106,7 +107,7 @@ def overrides_for_key(params: Mapping, key: str) -> dict[str, Any]:
 
 
 def ablation_stage_params(params: Mapping, stage: str, key: str, ds: str | None = None) -> dict[str, Any]:
-    """The stage function's keyword arguments under a key's overrides (pipeline.config.stage_params)."""
+    """The stage function's keyword arguments under a key's overrides (pipeline.stages.stage_params)."""
     return stage_params(apply_overrides(params, overrides_for_key(params, key)), stage, ds=ds, method=METHOD)
 
 

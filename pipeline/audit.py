@@ -33,8 +33,8 @@ import h5py
 
 from pipeline import __version__, paths
 from pipeline.artifacts import path_sha256, read_provenance, read_sidecar, sidecar_path
-from pipeline.config import stage_params
-from pipeline.stages import STAGES, input_paths, output_files, run_key, wildcard_values
+from pipeline.plan import input_paths, output_files, run_key, wildcard_values
+from pipeline.stages import STAGES, stage_params
 
 UP_TO_DATE, STALE, MISSING, NOT_RECORDED = "up to date", "stale", "missing", "not recorded"
 

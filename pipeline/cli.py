@@ -28,9 +28,9 @@ def _load(params_files: Sequence[str] | None) -> dict:
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
-    from pipeline.config import stage_params
-    from pipeline.datasets.synth_layouts import generate_synthetic
+    from pipeline.datasets.synth_writers import generate_synthetic
     from pipeline.paths import SYNTH_DIR
+    from pipeline.stages import stage_params
     kwargs = stage_params(_load(args.params), "synth")
     for key in ("seed", "subjects", "clips_per_subject", "frames_min", "frames_max", "amplitude_px"):
         if getattr(args, key) is not None:
@@ -89,7 +89,7 @@ def cmd_stage(args: argparse.Namespace) -> None:
     if args.name in DVC_STAGES:         # the ablation grid (pipeline/ablations.py)
         run_ablation_stage(params, args.name, ds=args.dataset, protocol=args.protocol, fold=args.fold, key=args.key)
         return
-    from pipeline.stages import run_stage
+    from pipeline.runner import run_stage
     run_stage(params, args.name, ds=args.dataset, protocol=args.protocol, method=args.method,
               seed=args.seed, fold=args.fold)
 

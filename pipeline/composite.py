@@ -1,6 +1,6 @@
 """MEGC 2019's composite database: several datasets' clips pooled under one label mapping and tested
 leave-one-subject-out over all their subjects (SMIC-HS + CASME II + SAMM, 3 classes, 68 subjects in
-MEGC; here any list of datasets whose index.csv and tensors.h5 exist).
+MEGC; here any list of datasets whose index.csv and aligned.h5 exist).
 
 A composite is built from the source datasets' artifacts, never from their raw trees:
 
@@ -8,14 +8,11 @@ A composite is built from the source datasets' artifacts, never from their raw t
     composite_index_stage(...)                    the same as the workflow's stage: data/{composite}/index.csv
     composite_aligned_stage(...)                  data/{composite}/aligned.h5: the chosen clips of each source's
                                                   aligned store, under the composite's ids and labels
-    composite_tensors_stage(...)                  tensors.h5 holding the chosen rows of each source's store
 
 The workflow builds a composite's aligned store and from there runs the per-dataset stages unchanged
 (magnify, tensors, folds, train and every baseline read data/{composite}/...), so the hand-crafted and
 CNN baselines and the RCNN all see the same clips; magnifying a copied clip gives what magnifying it in
 its source would (EVM works clip by clip, at the clip's own fps). Only the chosen clips are magnified.
-`composite_tensors_stage` builds the tensors store from the sources' tensors instead, for sources that
-have them already.
 
 Clip ids and subjects are prefixed with their source ("casme2-sub01"; "-" because a clip id names an
 HDF5 group and a QC file, which cannot hold "/", and no dataset name holds "-"), so that two datasets'
@@ -41,13 +38,11 @@ CASME II read from its 2014-05-08 sheet lacks sub09 EP09f (frame folders, no she
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -135,48 +130,6 @@ def composite_index(indexes: Mapping[str, pd.DataFrame], emotions: Mapping[str, 
         raise MerflowError("composite: no clip of any source has an emotion in the mapping")
     index["label_index"] = index["label"].map(classes.index).astype("int64")
     return index, pd.concat(dropped, ignore_index=True)
-
-
-def composite_tensors_stage(source_tensors: Mapping[str, Path], index_csv: Path, out_h5: Path,
-                            classes: list[str]) -> None:
-    """tensors.h5 of the composite: for each clip of the composite index, its row of its source's
-    store (all jitter variants), labelled under the composite's classes; copied one clip at a time,
-    so no store needs to fit in memory."""
-    index = pd.read_csv(index_csv, dtype={"clip_id": str, "subject": str, "source": str,
-                                          "original_clip_id": str, "label": str})
-    stores = {name: h5py.File(path, "r") for name, path in source_tensors.items()}
-    try:
-        rows, shapes = [], set()
-        for source, h5 in stores.items():
-            position = {clip: i for i, clip in enumerate(h5["clip_id"].asstr()[()])}
-            shapes.add(h5["x"].shape[1:])
-            for clip in index.loc[index["source"] == source, "original_clip_id"]:
-                if clip not in position:
-                    raise MerflowError(f"composite: clip {clip} of {source}'s index is not in its tensors")
-                rows.append((source, position[clip]))
-        missing = sorted(set(index["source"]) - set(stores))
-        if missing or len(shapes) != 1:
-            raise MerflowError(f"composite: sources without tensors {missing} or different tensor shapes "
-                               f"{sorted(shapes)} (every source must use the same tensors params)")
-        order = [f"{source}{SEPARATOR}{stores[source]['clip_id'].asstr()[row]}" for source, row in rows]
-        index = index.set_index("clip_id").loc[order].reset_index()      # the store's row order
-        with atomic_output(out_h5) as tmp, h5py.File(tmp, "w") as out:
-            x = out.create_dataset("x", shape=(len(rows), *shapes.pop()), dtype=np.uint8,
-                                   chunks=(1, *next(iter(stores.values()))["x"].chunks[1:]))
-            for i, (source, row) in enumerate(rows):
-                x[i] = stores[source]["x"][row]
-            for column in ("clip_id", "subject", "label", "source"):
-                out[column] = index[column].tolist()
-            out["label_index"] = index["label_index"].to_numpy(dtype=np.int64)
-            if all("distinct_variants" in h5 for h5 in stores.values()):
-                out["distinct_variants"] = np.array([stores[source]["distinct_variants"][row] for source, row in rows],
-                                                    dtype=np.int64)
-            out.attrs["classes"] = json.dumps(list(classes))
-            out.attrs["stage"] = "composite_tensors"
-            out.attrs["sources"] = json.dumps({name: str(path) for name, path in source_tensors.items()})
-    finally:
-        for h5 in stores.values():
-            h5.close()
 
 
 EXCLUDED_COLUMNS = ["source", "clip_id", "emotion", "reason"]

@@ -1,8 +1,6 @@
-"""params.yaml: loading, schema validation, and the exact params each stage reads.
-
-`stage_params` is the one place that says which keys a stage depends on. The Snakemake rules pass its
-result as `params:` (so changing a key reruns exactly the stages that read it) and the `merflow stage`
-command that DVC runs calls the same function, so both runners give a stage the same arguments.
+"""params.yaml: loading, schema validation, the datasets and composites params list, and the params the
+stages that compute theirs read (each stage's entry in pipeline/stages.py declares the params it reads;
+pipeline.stages.stage_params gives them to the Snakemake rules and to `merflow stage` alike).
 """
 
 from __future__ import annotations
@@ -16,6 +14,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from pipeline.baselines import methods_not_run
 from pipeline.errors import ParamsError
 from pipeline.paths import SYNTH_DIR
 
@@ -163,56 +162,38 @@ def classes_of(params: Mapping, ds: str) -> list[str]:
     return list(params["mappings"][params["dataset"][ds]["mapping"]]["classes"])
 
 
-def stage_params(params: Mapping, stage: str, ds: str | None = None, method: str | None = None,
-                 seed: int | None = None) -> dict[str, Any]:
-    """The keyword arguments a stage function is called with: exactly the params it depends on. A network's
-    `seed` is one of params' `seeds` (its job's; default the first)."""
-    seed = int(params.get("seeds", [0])[0] if seed is None else seed)
-    if stage == "synth":
-        return dict(params["synth"])
-    if stage == "index":
-        entry, mapping = params["dataset"][ds], params["mappings"][params["dataset"][ds]["mapping"]]
-        return {"dataset": ds, "layout": entry["layout"], "root": entry["root"], "fps": entry["fps"],
-                "emotions": dict(mapping["emotions"]), "classes": list(mapping["classes"]),
-                "on_bad_clip": params["index"]["on_bad_clip"], "variant": entry.get("variant"),
-                "registered": bool(entry.get("registered", False)),
-                "corrections": [{k: v for k, v in row.items() if k != "dataset"}
-                                for row in params["index"].get("corrections", []) if row["dataset"] == ds]}
-    if stage == "composite_index":
-        entry, mapping = params["dataset"][ds], params["mappings"][params["dataset"][ds]["mapping"]]
-        sources = composite_sources(params, ds)
-        return {"dataset": ds, "sources": sources,
-                "layouts": {source: params["dataset"][source]["layout"] for source in sources},
-                "synthetic": {source: bool(params["dataset"][source].get("synthetic", False)) for source in sources},
-                "classes": list(mapping["classes"]), "emotions": dict(mapping["emotions"]),
-                "emotions_by_layout": {layout: dict(table) for layout, table in mapping.get("by_layout", {}).items()},
-                "exclude": entry.get("exclude")}
-    if stage == "composite_aligned":
-        return {"sources": composite_sources(params, ds)}
-    if stage == "align":
-        return dict(params[stage])
-    if stage == "magnify":
-        return {**params["magnify"], "eye_y": params["align"]["eye_y"]}
-    if stage == "tensors":
-        return {**params["tensors"], "classes": classes_of(params, ds)}
-    if stage == "folds":
-        return dict(params["folds"])
-    if stage == "train":
-        return {**params["train"], "seed": seed, "method": method}
-    if stage in ("lbptop", "lbpsip", "tics", "mdmo"):      # the hand-crafted baselines: features + linear SVM
-        return {**params[stage], "classes": classes_of(params, ds), "svm_c": params["svm"]["c"],
-                "svm_seed": params["svm"]["seed"]}
-    if stage in ("cnn", "pretrained_cnn"):
-        return {**params[stage], "seed": seed, "classes": classes_of(params, ds)}
-    if stage == "flow":
-        return dict(params["flow"])
-    if stage in ("ststnet", "off_apexnet"):                # the flow networks (pipeline/baselines/flownets.py)
-        return {**params[stage], "seed": seed, "classes": classes_of(params, ds)}
-    if stage == "aggregate":
-        from pipeline.baselines import methods_not_run
-        return {"datasets": {name: dataset_summary(params, name) for name in params["datasets"]},
-                "protocols": list(params["protocols"]), "not_run": methods_not_run(params),
-                "bootstrap": params["aggregate"]["bootstrap"], "bootstrap_seed": params["aggregate"]["bootstrap_seed"]}
-    if stage in ("report", "publish"):
-        return {}
-    raise ValueError(f"unknown stage '{stage}'")
+# --- the params a stage computes from several keys (its entry in pipeline/stages.py names the keys) -------
+
+def index_params(params: Mapping, ds: str | None) -> dict[str, Any]:
+    """A dataset's index: its entry and mapping, the index section, and the corrections made to its clips
+    (params' `index.corrections` rows of this dataset, without the dataset column)."""
+    assert ds is not None
+    entry, mapping = params["dataset"][ds], params["mappings"][params["dataset"][ds]["mapping"]]
+    return {"dataset": ds, "layout": entry["layout"], "root": entry["root"], "fps": entry["fps"],
+            "emotions": dict(mapping["emotions"]), "classes": list(mapping["classes"]),
+            "on_bad_clip": params["index"]["on_bad_clip"], "variant": entry.get("variant"),
+            "registered": bool(entry.get("registered", False)),
+            "corrections": [{k: v for k, v in row.items() if k != "dataset"}
+                            for row in params["index"].get("corrections", []) if row["dataset"] == ds]}
+
+
+def composite_index_params(params: Mapping, ds: str | None) -> dict[str, Any]:
+    """A composite's index: its sources with their layouts and kinds, its mapping (per source layout too)
+    and the clips it excludes."""
+    assert ds is not None
+    entry, mapping = params["dataset"][ds], params["mappings"][params["dataset"][ds]["mapping"]]
+    sources = composite_sources(params, ds)
+    return {"dataset": ds, "sources": sources,
+            "layouts": {source: params["dataset"][source]["layout"] for source in sources},
+            "synthetic": {source: bool(params["dataset"][source].get("synthetic", False)) for source in sources},
+            "classes": list(mapping["classes"]), "emotions": dict(mapping["emotions"]),
+            "emotions_by_layout": {layout: dict(table) for layout, table in mapping.get("by_layout", {}).items()},
+            "exclude": entry.get("exclude")}
+
+
+def aggregate_params(params: Mapping, ds: str | None = None) -> dict[str, Any]:
+    """Table 2: every dataset as it reads it, the protocols, the methods that cannot run (and why) and the
+    bootstrap."""
+    return {"datasets": {name: dataset_summary(params, name) for name in params["datasets"]},
+            "protocols": list(params["protocols"]), "not_run": methods_not_run(params),
+            "bootstrap": params["aggregate"]["bootstrap"], "bootstrap_seed": params["aggregate"]["bootstrap_seed"]}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline.evm import RGB_TO_YIQ, YIQ_TO_RGB, check_frames, level_gains, level_shapes
+from pipeline.pyramid import RGB_TO_YIQ, YIQ_TO_RGB, check_frames, level_gains, level_shapes
 
 CHUNK_FRAMES = 64                      # frames whose pyramids are built at once
 

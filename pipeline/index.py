@@ -23,8 +23,9 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.artifacts import atomic_output
-from pipeline.datasets.common import ClipProblem, corrections_for
+from pipeline.datasets.corrections import corrections_for
 from pipeline.datasets.layouts import layout as layout_entry
+from pipeline.datasets.sheets import ClipProblem
 from pipeline.errors import BadInputError, DatasetError, ParamsError
 
 INDEX_COLUMNS = ["dataset", "clip_id", "subject", "episode", "emotion", "label", "label_index", "onset", "apex",

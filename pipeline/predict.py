@@ -116,7 +116,7 @@ def preprocessing_params(checkpoint: Mapping, model_pt: str | os.PathLike) -> di
 def params_from_files(params: Mapping) -> dict[str, dict]:
     """The align, magnify and tensors sections of loaded params files, as the stages record them (the
     magnify stage also records align.eye_y, its QC strip's eye row)."""
-    from pipeline.config import stage_params
+    from pipeline.stages import stage_params
     return {stage: stage_params(params, stage) if stage == "magnify" else dict(params[stage])
             for stage in PREPROCESSING_STAGES}
 

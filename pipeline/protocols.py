@@ -101,13 +101,13 @@ def loso_folds(index: pd.DataFrame) -> pd.DataFrame:
     return _folds_table(index, index["subject"].map(position).astype("int64"))
 
 
-def folds_stage(index_csv: Path, out_csv: Path, *, protocol: str, seed: int, repeats: int = 1) -> None:
+def folds_stage(index_csv: Path, folds_csv: Path, *, protocol: str, seed: int, repeats: int = 1) -> None:
     """Write the folds file of one protocol for the clips of index.csv."""
     check_protocol(protocol)
     index = pd.read_csv(index_csv, dtype={"clip_id": str, "subject": str, "label": str})
     k = kfold_k(protocol)
     folds = repeated_kfold_folds(index, k, seed, repeats) if k is not None else loso_folds(index)
-    with atomic_output(out_csv) as tmp:
+    with atomic_output(folds_csv) as tmp:
         folds.to_csv(tmp, index=False)
 
 

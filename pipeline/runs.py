@@ -1,7 +1,7 @@
 """The published results: the current configuration's run folder copied to the paths users read.
 
 Table 2, its JSON and per-fold CSV, the report and its figures are made in results/runs/{run}/, a
-folder named by a hash of the configuration's plan (pipeline.stages.run_key: datasets, protocols,
+folder named by a hash of the configuration's plan (pipeline.plan.run_key: datasets, protocols,
 methods, seeds and everything that decides the folds). A new plan names a folder that does not exist
 yet, so its aggregate and report always run, whatever the workflow engine knows of the folds;
 switching back to an earlier plan finds its folder made and only publishes it again. The publish

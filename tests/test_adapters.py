@@ -1,5 +1,5 @@
 """The CASME, SMIC and SAMM adapters and CASME II's cropped variant, each on its small synthetic tree
-(pipeline/datasets/synth_layouts.py), on trees broken in the ways the real copies can be, under the
+(pipeline/datasets/synth_writers.py), on trees broken in the ways the real copies can be, under the
 4-class and 3-class mappings; and `merflow check-dataset`."""
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import yaml
 from pipeline.artifacts import clip_ids
 from pipeline.datasets.casme import read_casme
 from pipeline.datasets.casme2 import read_casme2
-from pipeline.datasets.common import read_xls
 from pipeline.datasets.samm import read_samm
+from pipeline.datasets.sheets import read_xls
 from pipeline.datasets.smic import read_smic
 from pipeline.datasets.synth import TRUTH_NAME
-from pipeline.datasets.synth_layouts import SAMM_SHEET, generate_synthetic
+from pipeline.datasets.synth_writers import SAMM_SHEET, generate_synthetic
 from pipeline.errors import BadInputError, DatasetError, ParamsError
 from pipeline.faces import align_stage
 from pipeline.index import INDEX_COLUMNS, check_dataset, index_stage

@@ -80,7 +80,7 @@ def test_audit_of_a_finished_run_is_up_to_date(tiny_copy):
     index = stages["index casme2"]
     assert index["status"] == "up to date" and index["params"]["layout"] == "casme2"
     assert [(i["name"], i["path"], i["status"]) for i in index["inputs"]] == \
-        [("root", "data/synthetic/casme2", "unchanged")]           # a folder, by its listing
+        [("tree", "data/synthetic/casme2", "unchanged")]           # a folder, by its listing
     assert (tiny_copy / "data" / "casme2" / "index.csv.provenance.json").is_file()
     assert not [e for e in entries if e["status"] == "not recorded"]
     # folds 1-4, Table 2 and the report were not made (not targeted): missing, so the exit status is 1

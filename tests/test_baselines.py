@@ -39,7 +39,8 @@ from pipeline.baselines.tics import fit_colour_space, tics_components
 from pipeline.errors import MerflowError
 from pipeline.fold_results import fold_table
 from pipeline.protocols import kfold_folds
-from pipeline.stages import STAGES, stage_function
+from pipeline.runner import stage_function
+from pipeline.stages import STAGES
 
 # --- LBP codes -----------------------------------------------------------------------------------------
 

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from pipeline.datasets.casme2 import FRAMES_DIR, read_casme2
-from pipeline.datasets.synth import SHEET_NAME, TRUTH_NAME, generate_casme2
+from pipeline.datasets.synth import TRUTH_NAME
+from pipeline.datasets.synth_writers import CASME2_SHEET, generate_casme2
 from pipeline.errors import DatasetError, ParamsError
 from pipeline.index import EXCLUDED_COLUMNS, INDEX_COLUMNS, frame_size, index_stage, jpeg_size
 
@@ -53,18 +54,18 @@ def read_csv(path: Path) -> tuple[list[str], list[dict]]:
 
 
 def sheet_clips(root: Path) -> list[dict]:
-    sheet = openpyxl.load_workbook(root / SHEET_NAME).active
+    sheet = openpyxl.load_workbook(root / CASME2_SHEET).active
     header, *rows = list(sheet.iter_rows(values_only=True))
     return [dict(zip(header, row, strict=True)) for row in rows]
 
 
 def edit_sheet(root: Path, row_number: int, column: str, value) -> str:
     """Set one cell of sheet row `row_number` (2 = first clip); return that row's clip id."""
-    workbook = openpyxl.load_workbook(root / SHEET_NAME)
+    workbook = openpyxl.load_workbook(root / CASME2_SHEET)
     sheet = workbook.active
     header = [cell.value for cell in sheet[1]]
     sheet.cell(row=row_number, column=header.index(column) + 1, value=value)
-    workbook.save(root / SHEET_NAME)
+    workbook.save(root / CASME2_SHEET)
     return clip_id_of(root, row_number)
 
 
@@ -170,21 +171,21 @@ def resize_frame(root):
 
 
 def unknown_emotion(root):
-    return edit_sheet(root, 7, "Estimated Emotion", "shame"), SHEET_NAME, "emotion 'shame' is not in the label"
+    return edit_sheet(root, 7, "Estimated Emotion", "shame"), CASME2_SHEET, "emotion 'shame' is not in the label"
 
 
 def reversed_range(root):
     clip = sheet_clips(root)[0]
-    return (edit_sheet(root, 2, "OnsetFrame", clip["OffsetFrame"] + 1), SHEET_NAME,
+    return (edit_sheet(root, 2, "OnsetFrame", clip["OffsetFrame"] + 1), CASME2_SHEET,
             "OnsetFrame")
 
 
 def duplicate_row(root):
-    workbook = openpyxl.load_workbook(root / SHEET_NAME)
+    workbook = openpyxl.load_workbook(root / CASME2_SHEET)
     sheet = workbook.active
     sheet.append([cell.value for cell in sheet[3]])
-    workbook.save(root / SHEET_NAME)
-    return clip_id_of(root, 3), SHEET_NAME, "duplicate clip id: sheet rows 3, 10"
+    workbook.save(root / CASME2_SHEET)
+    return clip_id_of(root, 3), CASME2_SHEET, "duplicate clip id: sheet rows 3, 10"
 
 
 def missing_folder(root):
@@ -195,7 +196,7 @@ def missing_folder(root):
 
 def subject_without_rows(root):
     shutil.copytree(root / FRAMES_DIR / "sub01", root / FRAMES_DIR / "sub09")
-    return "sub09", "sub09", f"subject folder has no clips in {SHEET_NAME}"
+    return "sub09", "sub09", f"subject folder has no clips in {CASME2_SHEET}"
 
 
 BREAKERS = [remove_frame, empty_frame, truncate_frame, garbage_frame, resize_frame, unknown_emotion,
@@ -234,7 +235,7 @@ def test_drop_mode_indexes_good_clips_and_lists_the_dropped(root, tmp_path):
     assert columns == ["clip_id", "file", "reason"]
     assert {r["clip_id"] for r in excluded} == dropped_ids
     emotion_row = next(r for r in excluded if "emotion" in r["reason"])
-    assert emotion_row["file"].endswith(SHEET_NAME) and "'shame'" in emotion_row["reason"]
+    assert emotion_row["file"].endswith(CASME2_SHEET) and "'shame'" in emotion_row["reason"]
     assert any(r["file"].endswith(dropped[2][1]) and "clip folder is missing" in r["reason"] for r in excluded)
 
 

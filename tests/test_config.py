@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import load_params, stage_params, validate_params
+from pipeline.config import load_params, validate_params
 from pipeline.errors import ParamsError
+from pipeline.stages import stage_params
 
 DEFAULTS = load_params("params.yaml")
 CONFIGS = Path("workflow/configs")

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import correlate1d
 
-from pipeline import evm
+from pipeline import evm, pyramid
 from pipeline.artifacts import read_clip, read_provenance, write_clip
 from pipeline.errors import BadInputError
 
@@ -122,12 +122,12 @@ def reference_magnify(frames, alpha, lambda_c, r1, r2, chrom_attenuation, exagge
 
 
 def test_level_shapes_and_gains_follow_maxpyrht_and_the_mit_schedule():
-    assert evm.level_shapes(64, 48) == [(64, 48), (32, 24), (16, 12), (8, 6), (4, 3)]
-    assert evm.level_shapes(31, 45) == [(31, 45), (16, 23), (8, 12), (4, 6)]
-    assert evm.level_shapes(140, 170)[-1] == (5, 6) and len(evm.level_shapes(140, 170)) == 6
-    assert evm.level_shapes(4, 100) == [(4, 100)]
+    assert pyramid.level_shapes(64, 48) == [(64, 48), (32, 24), (16, 12), (8, 6), (4, 3)]
+    assert pyramid.level_shapes(31, 45) == [(31, 45), (16, 23), (8, 12), (4, 6)]
+    assert pyramid.level_shapes(140, 170)[-1] == (5, 6) and len(pyramid.level_shapes(140, 170)) == 6
+    assert pyramid.level_shapes(4, 100) == [(4, 100)]
     # 64x48: lambda = 80/3 at the residual, delta = 16/8/11; alpha_l = 2 (lambda / delta / 8 - 1), <= 10
-    gains = evm.level_gains(64, 48, alpha=10, lambda_c=16, exaggeration=2)
+    gains = pyramid.level_gains(64, 48, alpha=10, lambda_c=16, exaggeration=2)
     delta = 16 / 8 / 11
     expected = [0, 2 * (80 / 24 / delta / 8 - 1), 2 * (80 / 12 / delta / 8 - 1), 10, 0]
     np.testing.assert_allclose(gains, expected)

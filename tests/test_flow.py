@@ -21,7 +21,7 @@ from pipeline.baselines.flownets import (
     normalise_channels,
     parameter_count,
 )
-from pipeline.config import load_params, stage_params
+from pipeline.config import load_params
 from pipeline.errors import BadInputError, ParamsError
 from pipeline.flow import (
     flow_channels,
@@ -34,7 +34,8 @@ from pipeline.flow import (
 )
 from pipeline.protocols import kfold_folds
 from pipeline.report import report_stage
-from pipeline.stages import STAGES, stage_function
+from pipeline.runner import stage_function
+from pipeline.stages import STAGES, stage_params
 
 CLASSES = ["negative", "positive", "surprise"]
 DIRECTIONS = {"negative": (1, 0), "positive": (-1, 0), "surprise": (0, -1)}   # right, left, up

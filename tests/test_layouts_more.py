@@ -1,4 +1,4 @@
-"""CAS(ME)3 Part A, MMEW and 4DME, each on its small synthetic tree (pipeline/datasets/synth_more.py)
+"""CAS(ME)3 Part A, MMEW and 4DME, each on its small synthetic tree (pipeline/datasets/synth_writers.py)
 and on the quirks of the owners' copies; and `merflow check-dataset ROOT --layout L` without flags for
 every layout merflow reads."""
 
@@ -17,9 +17,8 @@ import yaml
 from pipeline import cli
 from pipeline.datasets.layouts import LAYOUTS
 from pipeline.datasets.synth import TRUTH_NAME
-from pipeline.datasets.synth_layouts import generate_synthetic
-from pipeline.datasets.synth_more import CASME3_SHEET, FOURD_SHEET, MMEW_SHEET
-from pipeline.errors import DatasetError
+from pipeline.datasets.synth_writers import CASME3_SHEET, FOURD_SHEET, MMEW_SHEET, WRITERS, generate_synthetic
+from pipeline.errors import DatasetError, ParamsError
 from pipeline.index import check_dataset
 
 REPO = Path(__file__).resolve().parent.parent
@@ -154,6 +153,13 @@ def test_unreadable_trees_raise_one_clear_error(copy_of, layout, damage, message
     damage(root)
     with pytest.raises(DatasetError, match=message):
         check(layout, root)
+
+
+def test_every_layout_has_a_synthetic_writer_and_an_unknown_one_is_refused(tmp_path):
+    assert list(WRITERS) == list(LAYOUTS)
+    with pytest.raises(ParamsError, match=r"synth --layout: unknown layout 'casme4' \(known: casme2, casme, "):
+        generate_synthetic("casme4", tmp_path / "casme4", **TINY)
+    assert not (tmp_path / "casme4").exists()
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

@@ -26,7 +26,7 @@ from pipeline.predict import (
     preprocessing_params,
     read_input,
 )
-from pipeline.stages import run_stage
+from pipeline.runner import run_stage
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_PARAMS = [str(REPO / "params.yaml"), str(REPO / "tests" / "tiny.yaml")]   # what `trained` trains with

@@ -19,8 +19,8 @@ from pipeline import paths
 from pipeline.config import load_params
 from pipeline.errors import ParamsError
 from pipeline.fold_results import fold_table, split_fold
+from pipeline.plan import run_key
 from pipeline.protocols import fold_numbers, folds_stage, kfold_folds, loso_folds, repeat_of_fold
-from pipeline.stages import run_key
 from pipeline.train import shuffled_batches
 
 INDEX_COLUMNS = ["dataset", "clip_id", "subject", "episode", "emotion", "label", "label_index", "onset",
@@ -245,9 +245,27 @@ def write_source(directory: Path, seed: int, subjects: list[str]) -> tuple[Path,
     return directory / "index.csv", directory / "tensors.h5"
 
 
+def write_composite_tensors(index: pd.DataFrame, source_tensors: dict[str, Path], out_h5: Path,
+                            classes: list[str]) -> None:
+    """The composite's tensors.h5 as the workflow's tensors stage writes it from the composite's store
+    (composite_aligned_stage, tests/test_megc2019.py): each clip's row of its source's tensors under the
+    composite's clip id, subject and label, with its `source`."""
+    rows = []
+    for clip in index.itertuples():
+        with h5py.File(source_tensors[clip.source], "r") as h5:
+            rows.append(h5["x"][h5["clip_id"].asstr()[()].tolist().index(clip.original_clip_id)])
+    with h5py.File(out_h5, "w") as h5:
+        x = np.stack(rows)
+        h5.create_dataset("x", data=x, chunks=(1, *x.shape[1:]))
+        for column in ("clip_id", "subject", "label", "source"):
+            h5[column] = index[column].astype(str).tolist()
+        h5["label_index"] = index["label_index"].to_numpy(dtype=np.int64)
+        h5.attrs["classes"] = json.dumps(classes)
+
+
 def test_composite_pools_datasets_relabels_and_scores_each_source(tmp_path):
     from pipeline.aggregate import table2
-    from pipeline.composite import composite_index, composite_tensors_stage
+    from pipeline.composite import composite_index
     from pipeline.train import train_fold_stage
 
     # two synthetic CASME II-shaped datasets made with different seeds; both name a subject "01"
@@ -260,17 +278,11 @@ def test_composite_pools_datasets_relabels_and_scores_each_source(tmp_path):
     assert set(excluded["emotion"]) == {"others"}
     assert sorted(index["subject"].unique()) == ["casme2-01", "casme2-02", "casme2b-01", "casme2b-03", "casme2b-04"]
     assert index.loc[index["emotion"] == "repression", "label"].eq("negative").all()   # paper4 said others
+    assert index.loc[index["clip_id"] == "casme2b-01_EP00", ["source", "original_clip_id", "label"]].values.tolist() \
+        == [["casme2b", "01_EP00", "positive"]]                          # prefixed id, its source, relabelled
     composite = tmp_path / "composite"
     composite.mkdir()
-    index.to_csv(composite / "index.csv", index=False)
-    composite_tensors_stage({name: h5 for name, (_, h5) in sources.items()}, composite / "index.csv",
-                            composite / "tensors.h5", classes)
-    with h5py.File(composite / "tensors.h5", "r") as h5, h5py.File(sources["casme2b"][1], "r") as source:
-        clip_ids = h5["clip_id"].asstr()[()].tolist()
-        row = clip_ids.index("casme2b-01_EP00")                              # a clip's variants are copied whole
-        assert (h5["x"][row] == source["x"][0]).all()
-        assert json.loads(h5.attrs["classes"]) == classes
-        assert h5["label"].asstr()[row] == "positive" and h5["source"].asstr()[row] == "casme2b"
+    write_composite_tensors(index, {name: h5 for name, (_, h5) in sources.items()}, composite / "tensors.h5", classes)
 
     folds = loso_folds(index)                                          # LOSO over all 5 subjects
     assert folds["fold"].nunique() == 5

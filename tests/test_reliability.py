@@ -27,7 +27,7 @@ import yaml
 from pipeline import cli
 from pipeline.checkpoints import CHECKPOINT_NAME, resume_key, save_epoch_checkpoint
 from pipeline.config import deep_update
-from pipeline.datasets.synth import SHEET_NAME, generate_casme2
+from pipeline.datasets.synth_writers import CASME2_SHEET, generate_casme2
 from pipeline.model import RCNN, RCNNConfig
 from pipeline.train import train_fold_stage
 from tests.faults import (
@@ -331,7 +331,7 @@ def pristine_dataset(tmp_path_factory) -> Path:
 
 
 def sheet(root: Path) -> tuple[openpyxl.Workbook, list[str], list[list]]:
-    workbook = openpyxl.load_workbook(root / SHEET_NAME)
+    workbook = openpyxl.load_workbook(root / CASME2_SHEET)
     header, *rows = [list(r) for r in workbook.active.iter_rows(values_only=True)]
     return workbook, header, rows
 
@@ -340,7 +340,7 @@ def set_cell(root: Path, column: str, value, row: int = 0) -> str:
     """Set one cell of clip row `row` (0 = first clip); its clip id."""
     workbook, header, rows = sheet(root)
     workbook.active.cell(row=row + 2, column=header.index(column) + 1, value=value)
-    workbook.save(root / SHEET_NAME)
+    workbook.save(root / CASME2_SHEET)
     return clip_id(header, rows[row])
 
 
@@ -404,26 +404,26 @@ def apex_outside(root):
 
 
 def label_outside_mapping(root):
-    return set_cell(root, "Estimated Emotion", "boredom"), root / SHEET_NAME, "'boredom' is not in the label mapping"
+    return set_cell(root, "Estimated Emotion", "boredom"), root / CASME2_SHEET, "'boredom' is not in the label mapping"
 
 
 def duplicate_clip_id(root):
     workbook, header, rows = sheet(root)
     workbook.active.append(rows[0])
-    workbook.save(root / SHEET_NAME)
-    return clip_id(header, rows[0]), root / SHEET_NAME, "duplicate clip id"
+    workbook.save(root / CASME2_SHEET)
+    return clip_id(header, rows[0]), root / CASME2_SHEET, "duplicate clip id"
 
 
 def unreadable_sheet(root):
-    (root / SHEET_NAME).write_bytes(b"PK\x03\x04 this is not a workbook")
-    return "", root / SHEET_NAME, "cannot be read"
+    (root / CASME2_SHEET).write_bytes(b"PK\x03\x04 this is not a workbook")
+    return "", root / CASME2_SHEET, "cannot be read"
 
 
 def renamed_columns(root):
     workbook, header, _ = sheet(root)
     workbook.active.cell(row=1, column=header.index("ApexFrame") + 1, value="Apex")
-    workbook.save(root / SHEET_NAME)
-    return "", root / SHEET_NAME, "ApexFrame"
+    workbook.save(root / CASME2_SHEET)
+    return "", root / CASME2_SHEET, "ApexFrame"
 
 
 BROKEN_DATASETS = {f.__name__: f for f in (missing_frame, zero_byte_jpg, truncated_jpg, wrong_size_frame, no_face,

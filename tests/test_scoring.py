@@ -167,8 +167,9 @@ def test_an_svm_predicts_by_its_one_vs_one_vote_not_by_platt_probabilities():
 
 def test_a_networks_seed_is_one_of_params_seeds(tmp_path):
     from pipeline.baselines import seeds_of
-    from pipeline.config import load_params, stage_params
+    from pipeline.config import load_params
     from pipeline.errors import ParamsError
+    from pipeline.stages import stage_params
     repo = Path(__file__).resolve().parent.parent
     overlay = tmp_path / "seeds.yaml"
     overlay.write_text("seeds: [3, 4]\nsvm: {seed: 7}\n")

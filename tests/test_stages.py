@@ -1,9 +1,11 @@
-"""The stage table (pipeline/stages.py): every entry calls its function with arguments it takes, code
-dependencies follow the imports, and the CLI offers exactly the table's stages."""
+"""The stage table (pipeline/stages.py): every entry calls its function with arguments it takes, the
+Snakemake rules take their stage's description from it and write none of their own, code dependencies
+follow the imports, and the CLI offers exactly the table's stages."""
 
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 
 import pytest
@@ -11,8 +13,11 @@ import pytest
 from pipeline.ablation_jobs import DVC_STAGES
 from pipeline.baselines import BASELINES, TRAINED
 from pipeline.cli import build_parser
-from pipeline.config import load_params, stage_params
-from pipeline.stages import STAGES, code_deps, fold_files, stage_files, stage_function, wildcard_values
+from pipeline.codedeps import code_deps, imported_modules
+from pipeline.config import load_params
+from pipeline.plan import fold_files, stage_files, wildcard_values
+from pipeline.runner import stage_arguments, stage_function
+from pipeline.stages import STAGES, stage_params
 
 REPO = Path(__file__).resolve().parent.parent
 PARAMS = load_params(REPO / "params.yaml", REPO / "tests" / "tiny.yaml")
@@ -29,25 +34,86 @@ def two_folds(ds: str, protocol: str) -> list[int]:
 
 @pytest.mark.parametrize("name", list(STAGES))
 def test_each_stage_calls_its_function_with_arguments_it_takes(name):
-    """The table's positional and keyword arguments plus stage_params bind to the function's signature."""
+    """The entry's inputs, outputs and wildcards (by name) plus stage_params bind to the function's
+    signature, and every argument it requires is given."""
     stage = STAGES[name]
     params = PARAMS if wildcard_values(stage, PARAMS, two_folds) else COMPOSITE_PARAMS
     wildcards = wildcard_values(stage, params, two_folds)[0]
     files = stage_files(stage, params, wildcards, two_folds)
-    values = {**files, **wildcards, "fold_dir": "results/fold"}
     kwargs = stage_params(params, name, ds=wildcards.get("ds"), method=wildcards.get("method"))
     signature = inspect.signature(stage_function(stage))
-    bound = signature.bind(*(values[a] for a in stage.args), **{k: values[v] for k, v in stage.keywords.items()},
-                           **kwargs)
-    required = {n for n, p in signature.parameters.items() if p.default is inspect.Parameter.empty}
+    bound = signature.bind(**stage_arguments(stage, files, wildcards), **kwargs)
+    required = {n for n, p in signature.parameters.items() if p.default is inspect.Parameter.empty
+                and p.kind is not inspect.Parameter.VAR_KEYWORD}
     assert required <= set(bound.arguments)
+
+
+RULE = re.compile(r"^(?:rule|checkpoint) (\w+):|^    rule:\n        name:\n            (\w+)", re.M)
+
+
+def rule_sections(text: str) -> dict[str, dict[str, str]]:
+    """rule name -> section (input, output, params, wildcard_constraints) -> its text, of a .smk file."""
+    rules = {}
+    starts = list(RULE.finditer(text))
+    for match, end in zip(starts, [*starts[1:], None], strict=True):
+        body = text[match.end():end.start() if end else len(text)]
+        sections = re.findall(r"^( +)(input|output|params|wildcard_constraints):\n((?:\1    .*\n)+)", body, re.M)
+        rules[match.group(1) or match.group(2)] = {          # comments and whitespace dropped
+            key: "".join(re.sub(r"#.*", "", value).split()) for _, key, value in sections}
+    return rules
+
+
+def test_every_stage_rule_takes_its_description_from_the_table():
+    """A rule that runs a stage writes no path, params or dataset condition of its own: its inputs, outputs,
+    params and wildcard constraints are the table's (common.smk's stage_* helpers), with its own stage's
+    name; the ablation grid's rules, which run a stage on other paths, are the exception."""
+    text = "".join(path.read_text() for path in sorted((REPO / "workflow" / "rules").glob("*.smk")))
+    rules = rule_sections(text)
+    names = {"baseline": [m for m in BASELINES if m in STAGES and m not in ("ststnet", "off_apexnet")],
+             "flownet": ["ststnet", "off_apexnet"]}
+    seen = set()
+    for rule, sections in rules.items():
+        if rule.startswith("ablation") or rule == "all":
+            continue
+        stage = f'"{rule}"' if rule in STAGES else rule          # the loops' rules: the loop variable
+        assert sections["input"] == f"**stage_inputs({stage}),", rule
+        assert sections["output"].startswith(f"**stage_outputs({stage}"), rule
+        assert sections["params"] == f"p=stage_kwargs({stage}),", rule
+        if "wildcard_constraints" in sections:
+            assert sections["wildcard_constraints"] == f"**stage_constraints({stage}),", rule
+        seen.update(names.get(rule, [rule]))
+    assert seen == set(STAGES)
+
+
+def test_no_import_cycle_in_the_package():
+    """pipeline/ imports form no cycle (imports inside functions included)."""
+    modules = {".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): path
+               for path in (REPO / "pipeline").rglob("*.py")}
+    graph = {name: {m for m in imported_modules(path, name) if m in modules and m != name}
+             for name, path in modules.items()}
+    done: set[str] = set()
+
+    def visit(name: str, stack: list[str]) -> None:
+        assert name not in stack, " -> ".join([*stack[stack.index(name):], name])
+        if name in done:
+            return
+        for imported in graph[name]:
+            if not name.startswith(imported + "."):       # a module may import its own package's names
+                visit(imported, [*stack, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
 
 
 def test_a_fold_stage_writes_under_its_fold_folder():
     files = stage_files(STAGES["train"], PARAMS, {"ds": "casme2", "protocol": "kfold2", "method": "rcnn", "seed": 0,
                                                  "fold": 1})
     assert files["metrics"] == "results/casme2/kfold2/rcnn/seed0/fold1/metrics.json"
-    assert files["tensors"] == "data/casme2/tensors.h5" and files["folds"] == "data/casme2/folds/kfold2.csv"
+    assert files["tensors_h5"] == "data/casme2/tensors.h5" and files["folds_csv"] == "data/casme2/folds/kfold2.csv"
+    arguments = stage_arguments(STAGES["train"], files, {"fold": "1", "seed": "0", "method": "rcnn"})
+    assert arguments["out_dir"] == Path("results/casme2/kfold2/rcnn/seed0/fold1") and arguments["fold"] == 1
+    assert "seed" not in arguments and "metrics" not in arguments      # the seed is a param; the files are out_dir's
     lbptop = stage_files(STAGES["lbptop"], PARAMS, {"ds": "casme2", "protocol": "kfold2", "seed": 0, "fold": 0})
     assert lbptop["predictions"] == "results/casme2/kfold2/lbptop/seed0/fold0/predictions.csv"
 

@@ -1,4 +1,5 @@
-"""The synthetic CASME II generator (pipeline/datasets/synth.py, face_photos.py) on small trees."""
+"""The synthetic CASME II generator (pipeline/datasets/synth.py, synth_writers.py, face_photos.py) on small
+trees."""
 
 from __future__ import annotations
 
@@ -15,21 +16,18 @@ import yaml
 from pipeline.datasets.face_photos import STAGE_MARGIN_PX, astronaut_identity
 from pipeline.datasets.synth import (
     EXPRESSIONS,
-    FRAMES_DIR,
     RBF_SIGMA_IOD,
-    SHEET_COLUMNS,
-    SHEET_NAME,
     TRUTH_NAME,
     camera_noise,
     commanded_displacements,
     displacement_field,
     field_at,
-    generate_casme2,
     head_jitter,
     inter_ocular,
     motion_profile,
     render_frame,
 )
+from pipeline.datasets.synth_writers import CASME2_COLUMNS, CASME2_FRAMES_DIR, CASME2_SHEET, generate_casme2
 from pipeline.faces import detect_landmarks
 from pipeline.imageio import read_rgb
 
@@ -58,7 +56,7 @@ def clean_tree(tmp_path_factory) -> Path:
 
 
 def sheet_rows(root: Path) -> tuple[list[str], list[dict]]:
-    sheet = openpyxl.load_workbook(root / SHEET_NAME).active
+    sheet = openpyxl.load_workbook(root / CASME2_SHEET).active
     values = list(sheet.iter_rows(values_only=True))
     return list(values[0]), [dict(zip(values[0], row, strict=True)) for row in values[1:]]
 
@@ -69,16 +67,17 @@ def truth_rows(root: Path) -> list[dict]:
 
 
 def clip_dir(root: Path, row: dict) -> Path:
-    return root / FRAMES_DIR / f"sub{int(row['Subject']):02d}" / row["Filename"]
+    return root / CASME2_FRAMES_DIR / f"sub{int(row['Subject']):02d}" / row["Filename"]
 
 
 # --- the tree ------------------------------------------------------------------------------------
 
 def test_tree_has_casme2_layout_and_sheet(tree):
-    assert sorted(p.name for p in tree.iterdir()) == sorted([SHEET_NAME, FRAMES_DIR, TRUTH_NAME, "SOURCES.txt"])
+    assert sorted(p.name for p in tree.iterdir()) == sorted([CASME2_SHEET, CASME2_FRAMES_DIR, TRUTH_NAME,
+                                                             "SOURCES.txt"])
     columns, rows = sheet_rows(tree)
     assert columns == ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units",
-                       "Estimated Emotion"] == SHEET_COLUMNS
+                       "Estimated Emotion"] == CASME2_COLUMNS
     assert len(rows) == 16
     assert sorted({row["Subject"] for row in rows}) == ["01", "02", "03", "04"]
     for row in rows:
@@ -119,7 +118,7 @@ def test_regenerating_replaces_the_tree_and_leaves_no_temp_dirs(tmp_path):
     tiny = {**SMALL, "subjects": 1, "clips_per_subject": 1, "frames_min": 3, "frames_max": 3}
     generate_casme2(out, **tiny)
     assert not (out / "stale.txt").exists()
-    assert len(list((out / FRAMES_DIR / "sub01").iterdir())) == 1
+    assert len(list((out / CASME2_FRAMES_DIR / "sub01").iterdir())) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["casme2"]
 
 
@@ -163,7 +162,7 @@ def test_written_frames_move_as_commanded(clean_tree):
         by_clip.setdefault(row["clip_id"], []).append(row)
     errors = []
     for clip_id, regions in by_clip.items():
-        folder = clean_tree / FRAMES_DIR / regions[0]["subject"] / clip_id.split("_", 1)[1]
+        folder = clean_tree / CASME2_FRAMES_DIR / regions[0]["subject"] / clip_id.split("_", 1)[1]
         onset, apex, offset = (cv2.imread(str(folder / f"img{regions[0][k]}.jpg"), cv2.IMREAD_GRAYSCALE)
                                for k in ("onset", "apex", "offset"))
         assert np.array_equal(onset, offset), clip_id

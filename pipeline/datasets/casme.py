@@ -20,7 +20,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.datasets.common import ClipProblem, Correction, SheetLayout, read_coded_clips, read_sheet_rows
+from pipeline.datasets.sheets import ClipProblem, Correction, SheetLayout, read_coded_clips, read_sheet_rows
 from pipeline.errors import DatasetError, ParamsError
 
 SECTIONS = {"A": ("CASME_A", "Section A"), "B": ("CASME_B", "Section B")}   # section -> (folder, frames folder)

@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.datasets.common import ClipProblem, Correction, SheetLayout, read_coded_clips, read_sheet_rows
+from pipeline.datasets.sheets import ClipProblem, Correction, SheetLayout, read_coded_clips, read_sheet_rows
 from pipeline.errors import DatasetError, ParamsError
 
 SHEET_GLOB = "CASME2-coding-*.xlsx"
@@ -51,7 +51,7 @@ def read_casme2(root: Path, emotions: dict[str, str | None], classes: list[str],
                 corrections: Sequence[Correction] = ()) -> tuple[list[dict], list[ClipProblem]]:
     """Clip records (sorted by clip id) of every clip without problems, and the problems found.
 
-    See pipeline/datasets/common.py for the record. A missing or unreadable sheet or frames folder is
+    See pipeline/datasets/sheets.py for the record. A missing or unreadable sheet or frames folder is
     not a clip problem: it raises DatasetError.
     """
     root = Path(root)

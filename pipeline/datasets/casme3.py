@@ -21,13 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.datasets.common import (
+from pipeline.datasets.frames import child_ignoring_case, find_subjects_root
+from pipeline.datasets.sheets import (
     ClipProblem,
     Correction,
     SheetLayout,
     cell_text,
-    child_ignoring_case,
-    find_subjects_root,
     frame_number,
     read_coded_clips,
     read_sheet_rows,

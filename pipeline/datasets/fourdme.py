@@ -17,13 +17,12 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.datasets.common import (
-    LAST_NUMBER,
+from pipeline.datasets.frames import LAST_NUMBER, numbered_like
+from pipeline.datasets.sheets import (
     ClipProblem,
     Correction,
     SheetLayout,
     cell_text,
-    numbered_like,
     read_coded_clips,
     s_subject,
     sheet_rows_and_frames,

@@ -3,9 +3,8 @@
 Each entry names the adapter that reads the tree, the label mapping (a key of `mappings:` in
 params.yaml) that fits the dataset's own labels, its recording frame rate, its variants (the first is
 the default) and how its sheet codes the apex. `merflow check-dataset ROOT --layout L` reads this
-table, so a layout added here is known everywhere; its synthetic generator goes into
-pipeline/datasets/synth_layouts.py (generate_synthetic), so that reading a tree never depends on the
-code that writes one.
+table, so a layout added here is known everywhere; its synthetic writer goes into WRITERS (same key) in
+pipeline/datasets/synth_writers.py, so that reading a tree never depends on the code that writes one.
 """
 
 from __future__ import annotations
@@ -17,10 +16,10 @@ from pathlib import Path
 from pipeline.datasets.casme import read_casme
 from pipeline.datasets.casme2 import read_casme2
 from pipeline.datasets.casme3 import read_casme3a
-from pipeline.datasets.common import ClipProblem
 from pipeline.datasets.fourdme import read_fourdme
 from pipeline.datasets.mmew import read_mmew
 from pipeline.datasets.samm import read_samm
+from pipeline.datasets.sheets import ClipProblem
 from pipeline.datasets.smic import read_smic
 from pipeline.errors import ParamsError
 

@@ -16,14 +16,14 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.datasets.common import (
+from pipeline.datasets.frames import sub_folders
+from pipeline.datasets.sheets import (
     ClipProblem,
     Correction,
     SheetLayout,
     read_coded_clips,
     s_subject,
     sheet_rows_and_frames,
-    sub_folders,
 )
 from pipeline.errors import ParamsError
 

@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.datasets.common import (
+from pipeline.datasets.sheets import (
     ClipProblem,
     Correction,
     SheetLayout,

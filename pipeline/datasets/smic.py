@@ -21,15 +21,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.datasets.common import (
-    IMAGE_SUFFIXES,
-    MISSING_FRAMES_LISTED,
-    ClipProblem,
-    Correction,
-    map_emotion,
-    numbered_files,
-    sub_folders,
-)
+from pipeline.datasets.frames import IMAGE_SUFFIXES, MISSING_FRAMES_LISTED, numbered_files, sub_folders
+from pipeline.datasets.sheets import ClipProblem, Correction, map_emotion
 from pipeline.errors import DatasetError, ParamsError
 
 VARIANTS = ("HS", "VIS", "NIR")

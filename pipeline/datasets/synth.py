@@ -1,12 +1,14 @@
-"""Synthetic CASME II: real face photos with subtle, class-specific, landmark-driven micro-motion.
+"""The synthetic-data engine: real face photos with subtle, class-specific, landmark-driven micro-motion,
+rendered into clips and written as a tree in a dataset's layout.
 
-`generate_casme2` writes the tree CASME II's owners distribute (docs/datasets.md):
+Every layout's writer (its sheets, names and frame numbering) is in pipeline/datasets/synth_writers.py;
+this module is what they share:
 
-    CASME2-coding-synthetic.xlsx                  Subject, Filename, OnsetFrame, ApexFrame, OffsetFrame,
-                                                  Action Units, Estimated Emotion
-    CASME2_RAW_selected/sub01/EP02_01f/img46.jpg  frames numbered from OnsetFrame to OffsetFrame
-    synth_truth.csv                               the displacement commanded at the apex, per moved region
-    SOURCES.txt                                   photo sources and licences
+    plan_clips / planned     which emotion, episode name and frame numbers each clip gets
+    build_tree / write_clip  render every planned clip into a temporary tree, add the writer's sheets,
+                             synth_truth.csv (the displacement commanded at the apex, per moved region)
+                             and SOURCES.txt (photo sources and licences), then move it into place
+    shifted, action_units, write_xlsx, write_reproducible_zip   a layout's renaming and sheet writing
 
 Each clip goes neutral (onset) -> apex -> neutral (offset). The motion is a smooth displacement field
 around chosen landmarks (Gaussian RBF, sigma = 0.16 x inter-ocular distance) applied with cv2.remap,
@@ -23,6 +25,7 @@ files carry no timestamps, so the same params give byte-identical trees.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import io
 import os
@@ -45,20 +48,7 @@ from pipeline.errors import ParamsError
 from pipeline.faces import eye_centres
 from pipeline.imageio import write_rgb
 
-SHEET_NAME = "CASME2-coding-synthetic.xlsx"
-FRAMES_DIR = "CASME2_RAW_selected"
 TRUTH_NAME = "synth_truth.csv"
-SHEET_COLUMNS = ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units",
-                 "Estimated Emotion"]
-
-# The emotions the generator balances, grouped as the paper's 4 classes (Sec. IV-A, after MDMO), so
-# that every subject shows every class. Which class an emotion *is* stays in params.yaml (mappings).
-EMOTION_GROUPS = {
-    "positive": ["happiness"],
-    "negative": ["disgust", "sadness", "fear"],
-    "surprise": ["surprise"],
-    "others": ["repression", "others"],
-}
 RBF_SIGMA_IOD = 0.16          # displacement field width, in inter-ocular distances (face-sources.md)
 
 
@@ -137,31 +127,6 @@ class ClipPlan:
     @property
     def clip_id(self) -> str:
         return f"sub{self.subject:02d}_{self.filename}"
-
-
-def generate_casme2(out_dir: Path, *, seed: int, subjects: int, clips_per_subject: int, frames_min: int,
-                    frames_max: int, width: int, height: int, face_width_px: int, amplitude_px: float,
-                    noise_sigma: float, head_jitter_px: float, jpeg_quality: int) -> None:
-    """Write a synthetic CASME II tree at `out_dir` (atomically: built beside it, then renamed)."""
-    out_dir = Path(out_dir)
-    check_synth_params(subjects=subjects, clips_per_subject=clips_per_subject, frames_min=frames_min,
-                       frames_max=frames_max, amplitude_px=amplitude_px, noise_sigma=noise_sigma,
-                       head_jitter_px=head_jitter_px)
-    plans = plan_clips(seed=seed, subjects=subjects, clips_per_subject=clips_per_subject,
-                       frames_min=frames_min, frames_max=frames_max)
-    synth = dict(seed=seed, subjects=subjects, width=width, height=height, face_width_px=face_width_px,
-                 amplitude_px=amplitude_px, noise_sigma=noise_sigma, head_jitter_px=head_jitter_px,
-                 jpeg_quality=jpeg_quality)
-
-    def frame_dir(tree: Path, plan: ClipPlan) -> tuple[Path, str]:
-        subject = f"sub{plan.subject:02d}"
-        return tree / FRAMES_DIR / subject / plan.filename, subject
-
-    build_tree(out_dir, "CASME II", plans, synth, frame_dir=frame_dir,
-               frame_name=lambda plan: lambda n: f"img{n}.jpg",
-               write_sheets=lambda tree, plans: write_coding_sheet(tree / SHEET_NAME, plans),
-               clip_id=lambda plan: plan.clip_id)
-
 
 def build_tree(out_dir: Path, name: str, plans: list[ClipPlan], synth: dict, *, frame_dir, frame_name, write_sheets,
                clip_id, grey: bool = False) -> None:
@@ -244,17 +209,16 @@ def check_synth_params(*, subjects: int, clips_per_subject: int, frames_min: int
 # --- what each clip shows -------------------------------------------------------------------------
 
 def plan_clips(*, seed: int, subjects: int, clips_per_subject: int, frames_min: int,
-               frames_max: int, emotion_groups: dict[str, list[str]] | None = None) -> list[ClipPlan]:
+               frames_max: int, emotion_groups: dict[str, list[str]]) -> list[ClipPlan]:
     """Emotion, episode name and frame numbers of every clip.
 
     Subject s (0-based) gets the classes s, s+1, ... (mod 4) in a shuffled order, so with 4 or more
     clips every subject shows all four classes, and with fewer the classes still rotate over subjects.
     Within a class the emotions take turns over the whole dataset, so every emotion occurs.
-    `emotion_groups` (class -> the layout's emotion labels) defaults to CASME II's.
+    `emotion_groups` maps each class to the layout's emotion labels (synth_writers.py: CASME2_GROUPS, ...).
     """
-    groups = emotion_groups or EMOTION_GROUPS
     rng = np.random.default_rng([seed, 0xC11])
-    classes = list(groups)
+    classes = list(emotion_groups)
     turns = dict.fromkeys(classes, 0)
     plans = []
     for s in range(subjects):
@@ -264,7 +228,7 @@ def plan_clips(*, seed: int, subjects: int, clips_per_subject: int, frames_min: 
         # CASME II marks some episodes with a trailing "f".
         videos = np.sort(rng.choice(np.arange(1, max(20, clips_per_subject) + 1), clips_per_subject, replace=False))
         for clip, (group, video) in enumerate(zip(subject_classes, videos, strict=True)):
-            emotion = groups[group][turns[group] % len(groups[group])]
+            emotion = emotion_groups[group][turns[group] % len(emotion_groups[group])]
             turns[group] += 1
             n_frames = int(rng.integers(frames_min, frames_max + 1))
             onset = int(rng.integers(1, 400))
@@ -431,22 +395,6 @@ def write_truth(path: Path, rows: list[dict]) -> None:
         writer.writeheader()
         writer.writerows(rows)
 
-
-def write_coding_sheet(path: Path, plans: list[ClipPlan]) -> None:
-    """The coding sheet with CASME II's columns; Subject as zero-padded text ('01'), as in some
-    copies of the real sheet (others store the number)."""
-    workbook = openpyxl.Workbook()
-    sheet = workbook.active
-    sheet.title = "Sheet1"
-    sheet.append(SHEET_COLUMNS)
-    for plan in plans:
-        sheet.append([f"{plan.subject:02d}", plan.filename, plan.onset, plan.apex, plan.offset,
-                      EXPRESSIONS[plan.emotion][0], plan.emotion])
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    write_reproducible_zip(path, buffer.getvalue())
-
-
 def write_reproducible_zip(path: Path, xlsx_bytes: bytes) -> None:
     """Rewrite an .xlsx (a zip) without its timestamps: openpyxl stamps the save time into
     docProps/core.xml and every zip entry, which would make identical sheets differ byte-wise."""
@@ -477,3 +425,40 @@ def replace_dir(new: Path, target: Path) -> None:
     os.replace(target, old / "tree")
     os.replace(new, target)
     shutil.rmtree(old)
+
+
+# --- what a layout's writer shares ---------------------------------------------------------------
+
+def planned(synth: dict, groups: dict[str, list[str]]) -> list[ClipPlan]:
+    """plan_clips of a layout's emotion `groups`, from the synth section of params.yaml (checked)."""
+    check_synth_params(**{key: synth[key] for key in ("subjects", "clips_per_subject", "frames_min", "frames_max",
+                                                      "amplitude_px", "noise_sigma", "head_jitter_px")})
+    return plan_clips(seed=synth["seed"], subjects=synth["subjects"], clips_per_subject=synth["clips_per_subject"],
+                      frames_min=synth["frames_min"], frames_max=synth["frames_max"], emotion_groups=groups)
+
+
+def shifted(plan: ClipPlan, filename: str, shift: int) -> ClipPlan:
+    """The plan renamed, its onset, apex and offset moved by `shift` frames (a layout's frame numbering)."""
+    return dataclasses.replace(plan, filename=filename, onset=plan.onset + shift, apex=plan.apex + shift,
+                               offset=plan.offset + shift)
+
+
+def action_units(plan: ClipPlan) -> str:
+    """The FACS code of the motion the plan's emotion is drawn with, as a sheet's AU column holds it."""
+    return EXPRESSIONS[motion_of(plan.emotion)][0]
+
+
+def write_xlsx(path: Path, title: str, header: list[str], rows: list[list], preamble: list[str] = ()) -> None:
+    """One worksheet: the preamble lines, the header row, the rows; byte-reproducible (fixed zip times)."""
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = title
+    for line in preamble:
+        sheet.append([line or None])
+    sheet.append(header)
+    for row in rows:
+        sheet.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_reproducible_zip(path, buffer.getvalue())

@@ -8,11 +8,11 @@ include: "ablations_inputs.smk"
 
 rule ablation_magnify:
     input:
-        aligned=paths.ALIGNED,
+        aligned_h5=paths.ALIGNED,
         code=code("magnify"),
     output:
-        h5=paths.ABLATION_MAGNIFIED,
-        qc=directory(paths.ABLATION_MAGNIFY_QC),
+        out_h5=paths.ABLATION_MAGNIFIED,
+        qc_dir=directory(paths.ABLATION_MAGNIFY_QC),
     params:
         p=lambda wildcards: abl.ablation_stage_params(config, "magnify", wildcards.key),
     log:
@@ -35,10 +35,10 @@ rule ablation_magnify:
 
 rule ablation_tensors:
     input:
-        magnified=lambda wildcards: abl.magnified_path(ablation_overrides(wildcards), wildcards.ds),
+        magnified_h5=lambda wildcards: abl.magnified_path(ablation_overrides(wildcards), wildcards.ds),
         code=code("tensors"),
     output:
-        h5=paths.ABLATION_TENSORS,
+        out_h5=paths.ABLATION_TENSORS,
     params:
         p=lambda wildcards: abl.ablation_stage_params(config, "tensors", wildcards.key, wildcards.ds),
     log:
@@ -61,14 +61,11 @@ rule ablation_tensors:
 
 rule ablation_train:
     input:
-        tensors=lambda wildcards: abl.tensors_path(ablation_overrides(wildcards), wildcards.ds),
-        folds=paths.FOLDS,
+        tensors_h5=lambda wildcards: abl.tensors_path(ablation_overrides(wildcards), wildcards.ds),
+        folds_csv=paths.FOLDS,
         code=code("train"),
     output:
-        model=f"{paths.ABLATION_FOLD_DIR}/model.pt",
-        predictions=f"{paths.ABLATION_FOLD_DIR}/predictions.csv",
-        metrics=f"{paths.ABLATION_FOLD_DIR}/metrics.json",
-        train_log=f"{paths.ABLATION_FOLD_DIR}/train_log.csv",
+        **fold_outputs(paths.ABLATION_FOLD_DIR, TRAIN_FILES),
     params:
         p=lambda wildcards: abl.ablation_stage_params(config, "train", wildcards.key),
     log:
@@ -81,9 +78,7 @@ rule ablation_train:
         "../../environment.yml"
     threads: config["train"]["threads"]
     resources:
-        mem_mb=config["resources"]["train_mem_mb"],
-        runtime=config["resources"]["train_runtime_min"],
-        gpu=config["resources"]["train_gpus"],
+        **TRAIN_RESOURCES,
     message:
         "Ablation {wildcards.key}: training on {wildcards.ds}, {wildcards.protocol} fold {wildcards.fold}"
     script:

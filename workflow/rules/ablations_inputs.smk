@@ -1,6 +1,7 @@
 # The ablation rules' input functions (ablations.smk), and the check of params.yaml's `ablations:` section.
 
 from pipeline import ablations as abl
+from pipeline.stages import TRAIN_FILES, fold_outputs
 
 abl.validate_ablations(config)
 
@@ -12,6 +13,6 @@ def ablation_overrides(wildcards):
 def ablation_grid(wildcards):
     """Every setting's fold metrics and the benchmark files of the jobs they reran (folds from the checkpoint)."""
     section = config["ablations"]
-    folds_csv = checkpoints.folds.get(ds=section["dataset"], protocol=section["protocol"]).output.folds
+    folds_csv = checkpoints.folds.get(ds=section["dataset"], protocol=section["protocol"]).output.folds_csv
     metrics, benchmarks = abl.grid_files(config, fold_numbers(folds_csv))
     return {"metrics": metrics, "benchmarks": benchmarks}

@@ -1,12 +1,16 @@
-# Config validation, wildcard constraints and the input functions shared by the rules.
+# Config validation, wildcard constraints, and the helpers that give each rule its stage's inputs, outputs,
+# params and wildcard constraints from the stage table (pipeline/stages.py): a rule adds only what
+# Snakemake alone needs (log, threads, resources, message).
 
 from snakemake.utils import validate
 
 from pipeline import paths
-from pipeline.baselines import BASELINES, FLOWNETS, ON_ALIGNED, TRAINED, any_method_runs
-from pipeline.config import composite_sources, composites, stage_params, validate_params
+from pipeline.baselines import FLOWNETS, ON_ALIGNED, TRAINED
+from pipeline.codedeps import PACKAGE_ROOT, code_deps, module_closure
+from pipeline.config import composites, validate_params
+from pipeline.plan import input_file, run_key
 from pipeline.protocols import fold_numbers
-from pipeline.stages import PACKAGE_ROOT, code_deps, fold_files, module_closure, run_key
+from pipeline.stages import STAGES, Dependency, Folder, ParamFile, PerDataset, output_template, stage_params
 
 
 validate(config, schema="../schemas/params.schema.yaml")
@@ -25,48 +29,66 @@ wildcard_constraints:
 # A composite (kind: composite) gets its index and aligned store from its sources (composite.smk); the
 # index and align rules read the datasets with a tree. \b ends a name: every {ds} character is a word character.
 COMPOSITES = "|".join(composites(config)) or "(?!)"  # (?!) matches nothing: no composite
-TREE_DATASET = rf"(?!(?:{COMPOSITES})\b)[A-Za-z0-9_]+"
-COMPOSITE_DATASET = rf"(?:{COMPOSITES})"
-
-
-def per_source(template):
-    """An input function: the template for each source dataset of the composite {ds}."""
-    return lambda wildcards: [template.format(ds=source) for source in composite_sources(config, wildcards.ds)]
-
-
-def code(stage):
-    """The source files a stage runs (pipeline/stages.py), as inputs: editing one reruns the stage (absolute
-    paths, so a run with --directory elsewhere still finds them)."""
-    return [str(PACKAGE_ROOT / path) for path in code_deps(stage)]
-
-
-def dataset_root(wildcards):
-    return config["dataset"][wildcards.ds]["root"]
-
+DATASETS_OF = {"tree": rf"(?!(?:{COMPOSITES})\b)[A-Za-z0-9_]+", "composite": rf"(?:{COMPOSITES})"}
 
 # The run folder of this config (pipeline/runs.py): a new plan of datasets, protocols, methods, seeds and
 # what decides the folds names a folder that does not exist yet, so its aggregate and report always run.
 RUN = run_key(config)
 
 
-def run_path(template):
-    return template.format(run=RUN)
-
-
 def saved_folds(ds, protocol):
     """Leave-one-subject-out's fold numbers, one per subject, from the saved folds file (checkpoint); a
-    k-fold protocol's are known from params (pipeline.stages.fold_numbers_of)."""
-    return fold_numbers(checkpoints.folds.get(ds=ds, protocol=protocol).output.folds)
+    k-fold protocol's are known from params (pipeline.plan.fold_numbers_of)."""
+    return fold_numbers(checkpoints.folds.get(ds=ds, protocol=protocol).output.folds_csv)
 
 
-def fold_metrics(wildcards):
-    return fold_files(config, "metrics.json", saved_folds)
+def code(stage):
+    """The source files a stage runs (pipeline/codedeps.py), as inputs: editing one reruns the stage
+    (absolute paths, so a run with --directory elsewhere still finds them)."""
+    return [str(PACKAGE_ROOT / path) for path in code_deps(stage)]
 
 
-def flow_outputs(template):
-    """Every dataset's flow stage output (a QC folder, the apex table) when a flow network runs, else none."""
-    return expand(template, ds=config["datasets"]) if any_method_runs(config, FLOWNETS) else []
+def rule_input(value):
+    """One input of the table as Snakemake takes it: a template (wildcards filled by Snakemake), a list
+    known from the config, or an input function (a dataset's root, a composite's sources, every fold's
+    files once the folds checkpoint has run); None when a param that names a file is unset."""
+    value = value.input if isinstance(value, Dependency) else value
+    if isinstance(value, str) and "{root}" in value:
+        return lambda wildcards: config["dataset"][wildcards.ds]["root"]
+    if isinstance(value, str):
+        return value.replace("{run}", RUN)
+    if isinstance(value, PerDataset | ParamFile):
+        return input_file(value, config, {})
+    return lambda wildcards: input_file(value, config, dict(wildcards.items()), saved_folds)
 
 
-def fold_predictions(wildcards):
-    return fold_files(config, "predictions.csv", saved_folds)
+def stage_inputs(name):
+    """A rule's named inputs: its stage's, and its code."""
+    inputs = {key: rule_input(value) for key, value in STAGES[name].inputs.items()}
+    return {**{key: value for key, value in inputs.items() if value is not None}, "code": code(name)}
+
+
+def stage_outputs(name, **marked):
+    """A rule's named outputs: its stage's (a Folder as directory()), each passed through `marked`'s
+    function of the same name if given (report() for `snakemake --report`)."""
+    outputs = {}
+    for key, output in STAGES[name].outputs.items():
+        path = output_template(output).replace("{run}", RUN)
+        path = directory(path) if isinstance(output, Folder) else path
+        outputs[key] = marked[key](path) if key in marked else path
+    return outputs
+
+
+def stage_kwargs(name):
+    """A rule's params: the keyword arguments its stage's function takes from the config."""
+    return lambda wildcards: stage_params(config, name, ds=wildcards.get("ds"), method=wildcards.get("method"),
+                                          seed=wildcards.get("seed"))
+
+
+def stage_constraints(name):
+    """A rule's wildcard constraints: the datasets its stage applies to, the methods it trains."""
+    stage = STAGES[name]
+    constraints = {"ds": DATASETS_OF[stage.applies_to]} if stage.applies_to else {}
+    if "method" in stage.wildcards:
+        constraints["method"] = "|".join(TRAINED)  # the other methods' rules are named after them
+    return constraints

@@ -5,17 +5,15 @@
 
 rule composite_index:
     input:
-        source_indexes=per_source(paths.INDEX),
-        code=code("composite_index"),
+        **stage_inputs("composite_index"),
     output:
-        index=paths.INDEX,
-        excluded=paths.EXCLUDED,
+        **stage_outputs("composite_index"),
     params:
-        p=lambda wildcards: stage_params(config, "composite_index", ds=wildcards.ds),
+        p=stage_kwargs("composite_index"),
     log:
         "logs/composite_index/{ds}.log",
     wildcard_constraints:
-        ds=COMPOSITE_DATASET,
+        **stage_constraints("composite_index"),
     conda:
         "../../environment.yml"
     threads: 1
@@ -30,19 +28,15 @@ rule composite_index:
 
 rule composite_aligned:
     input:
-        index=paths.INDEX,
-        aligned=per_source(paths.ALIGNED),
-        align_qc=per_source(paths.ALIGN_QC),
-        code=code("composite_aligned"),
+        **stage_inputs("composite_aligned"),
     output:
-        h5=paths.ALIGNED,
-        qc=directory(paths.ALIGN_QC),
+        **stage_outputs("composite_aligned"),
     params:
-        p=lambda wildcards: stage_params(config, "composite_aligned", ds=wildcards.ds),
+        p=stage_kwargs("composite_aligned"),
     log:
         "logs/composite_aligned/{ds}.log",
     wildcard_constraints:
-        ds=COMPOSITE_DATASET,
+        **stage_constraints("composite_aligned"),
     conda:
         "../../environment.yml"
     threads: 1

@@ -1,13 +1,14 @@
-# Data: the synthetic dataset generator and the index of a dataset's clips.
+# Data: the synthetic dataset generator and the index of a dataset's clips. Each rule's inputs, outputs and
+# params come from its stage's entry in pipeline/stages.py (common.smk).
 
 
 rule synth:
     input:
-        code=code("synth"),
+        **stage_inputs("synth"),
     output:
-        tree=directory(paths.SYNTH_DIR),
+        **stage_outputs("synth"),
     params:
-        p=stage_params(config, "synth"),
+        p=stage_kwargs("synth"),
     log:
         "logs/synth/{layout}.log",
     conda:
@@ -24,17 +25,15 @@ rule synth:
 
 rule index:
     input:
-        root=dataset_root,
-        code=code("index"),
+        **stage_inputs("index"),
     output:
-        index=paths.INDEX,
-        excluded=paths.EXCLUDED,
+        **stage_outputs("index"),
     params:
-        p=lambda wildcards: stage_params(config, "index", ds=wildcards.ds),
+        p=stage_kwargs("index"),
     log:
         "logs/index/{ds}.log",
     wildcard_constraints:
-        ds=TREE_DATASET,
+        **stage_constraints("index"),
     conda:
         "../../environment.yml"
     threads: 1

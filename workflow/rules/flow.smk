@@ -1,18 +1,16 @@
 # The onset-apex flow networks: the flow stage (TV-L1 flow and strain of every aligned clip, with the apex
 # spotting table) and one job per (dataset, protocol, fold) for each network (STSTNet, OFF-ApexNet), writing
-# the same per-fold files as every other Table 2 row. The flow stage runs only when a flow network is listed.
+# the same per-fold files as every other Table 2 row. The flow stage runs only when a flow network is listed
+# (the report reads its QC only then).
 
 
 rule flow:
     input:
-        aligned=paths.ALIGNED,
-        code=code("flow"),
+        **stage_inputs("flow"),
     output:
-        h5=paths.FLOW,
-        qc=directory(paths.FLOW_QC),
-        apex_spotting=paths.APEX_SPOTTING,
+        **stage_outputs("flow"),
     params:
-        p=stage_params(config, "flow"),
+        p=stage_kwargs("flow"),
     log:
         "logs/flow/{ds}.log",
     conda:
@@ -33,14 +31,11 @@ for flownet in FLOWNETS:
         name:
             flownet
         input:
-            flow=paths.FLOW,
-            folds=paths.FOLDS,
-            code=code(flownet),
+            **stage_inputs(flownet),
         output:
-            predictions=f"{paths.FOLD_DIR.replace('{method}', flownet)}/predictions.csv",
-            metrics=f"{paths.FOLD_DIR.replace('{method}', flownet)}/metrics.json",
+            **stage_outputs(flownet),
         params:
-            p=lambda wildcards, method=flownet: stage_params(config, method, ds=wildcards.ds, seed=int(wildcards.seed)),
+            p=stage_kwargs(flownet),
         log:
             f"logs/{flownet}/{{ds}}_{{protocol}}_seed{{seed}}_fold{{fold}}.log",
         conda:

@@ -1,19 +1,18 @@
-# Preprocessing: face alignment, Eulerian magnification, jittered tensors, and the saved folds.
+# Preprocessing: face alignment, Eulerian magnification, jittered tensors, and the saved folds. Each rule's
+# inputs, outputs and params come from its stage's entry in pipeline/stages.py (common.smk).
 
 
 rule align:
     input:
-        index=paths.INDEX,
-        code=code("align"),
+        **stage_inputs("align"),
     output:
-        h5=paths.ALIGNED,
-        qc=directory(paths.ALIGN_QC),
+        **stage_outputs("align"),
     params:
-        p=stage_params(config, "align"),
+        p=stage_kwargs("align"),
     log:
         "logs/align/{ds}.log",
     wildcard_constraints:
-        ds=TREE_DATASET,
+        **stage_constraints("align"),
     conda:
         "../../environment.yml"
     threads: 2  # frames are read by a small thread pool
@@ -28,13 +27,11 @@ rule align:
 
 rule magnify:
     input:
-        aligned=paths.ALIGNED,
-        code=code("magnify"),
+        **stage_inputs("magnify"),
     output:
-        h5=paths.MAGNIFIED,
-        qc=directory(paths.MAGNIFY_QC),
+        **stage_outputs("magnify"),
     params:
-        p=stage_params(config, "magnify"),
+        p=stage_kwargs("magnify"),
     log:
         "logs/magnify/{ds}.log",
     conda:
@@ -51,12 +48,11 @@ rule magnify:
 
 rule tensors:
     input:
-        magnified=paths.MAGNIFIED,
-        code=code("tensors"),
+        **stage_inputs("tensors"),
     output:
-        h5=paths.TENSORS,
+        **stage_outputs("tensors"),
     params:
-        p=lambda wildcards: stage_params(config, "tensors", ds=wildcards.ds),
+        p=stage_kwargs("tensors"),
     log:
         "logs/tensors/{ds}.log",
     conda:
@@ -73,12 +69,11 @@ rule tensors:
 
 checkpoint folds:
     input:
-        index=paths.INDEX,
-        code=code("folds"),
+        **stage_inputs("folds"),
     output:
-        folds=paths.FOLDS,
+        **stage_outputs("folds"),
     params:
-        p=stage_params(config, "folds"),
+        p=stage_kwargs("folds"),
     log:
         "logs/folds/{ds}_{protocol}.log",
     # Seconds of work that every fold job waits on: run it as soon as the index is there, not beside a

@@ -1,17 +1,15 @@
 # Aggregation: Table 2 (ours beside the paper's) and the HTML report, made in the run folder of the
-# current params (results/runs/{run}, pipeline/runs.py), then published to results/.
+# current params (results/runs/{run}, pipeline/runs.py), then published to results/. Table 2's JSON is
+# DVC's metrics file once published (dvc metrics show), its per-fold CSV DVC's plots file (dvc plots show).
 
 
 rule aggregate:
     input:
-        metrics=fold_metrics,
-        code=code("aggregate"),
+        **stage_inputs("aggregate"),
     output:
-        table=run_path(paths.RUN_TABLE2),
-        metrics_json=run_path(paths.RUN_METRICS),  # DVC's metrics file once published (dvc metrics show)
-        fold_metrics=run_path(paths.RUN_FOLD_METRICS),  # DVC's plots file once published (dvc plots show)
+        **stage_outputs("aggregate"),
     params:
-        p=stage_params(config, "aggregate"),
+        p=stage_kwargs("aggregate"),
     log:
         "logs/aggregate.log",
     conda:
@@ -21,29 +19,19 @@ rule aggregate:
         mem_mb=500,
         runtime=10,
     message:
-        "Aggregating the per-fold metrics into {output.table}"
+        "Aggregating the per-fold metrics into {output.out_csv}"
     script:
         "../scripts/stage.py"
 
 
 rule report:
     input:
-        table=run_path(paths.RUN_TABLE2),
-        metrics=fold_metrics,
-        predictions=fold_predictions,
-        align_qc=expand(paths.ALIGN_QC, ds=config["datasets"]),
-        magnify_qc=expand(paths.MAGNIFY_QC, ds=config["datasets"]),
-        tensors=expand(paths.TENSORS, ds=config["datasets"]),
-        index=expand(paths.INDEX, ds=config["datasets"]),
-        flow_qc=flow_outputs(paths.FLOW_QC),
-        apex_spotting=flow_outputs(paths.APEX_SPOTTING),
-        code=code("report"),
+        **stage_inputs("report"),
     output:
         # The same figures twice: embedded in the page, and as PNGs for `snakemake --report report.zip`.
-        report=run_path(paths.RUN_REPORT),
-        figures=directory(run_path(paths.RUN_FIGURES)),
+        **stage_outputs("report"),
     params:
-        p=stage_params(config, "report"),
+        p=stage_kwargs("report"),
     log:
         "logs/report.log",
     conda:
@@ -53,33 +41,30 @@ rule report:
         mem_mb=1000,
         runtime=10,
     message:
-        "Writing the HTML report {output.report}"
+        "Writing the HTML report {output.out_html}"
     script:
         "../scripts/stage.py"
 
 
 rule publish:
     input:
-        run_table=run_path(paths.RUN_TABLE2),
-        run_metrics_json=run_path(paths.RUN_METRICS),
-        run_fold_metrics=run_path(paths.RUN_FOLD_METRICS),
-        run_report=run_path(paths.RUN_REPORT),
-        run_figures=run_path(paths.RUN_FIGURES),
-        code=code("publish"),
+        **stage_inputs("publish"),
     output:
-        table=report(paths.TABLE2, caption="../report/table2.rst", category="Table 2"),
-        metrics_json=paths.METRICS,  # DVC's metrics file (dvc metrics show)
-        fold_metrics=paths.FOLD_METRICS,  # DVC's plots file (dvc plots show: accuracy per fold)
-        report=report(paths.REPORT, caption="../report/report.rst", category="HTML report"),
-        figures=report(
-            directory(paths.FIGURES),
-            patterns=["{kind}/{name}.png"],
-            caption="../report/figures.rst",
-            category="{kind}",
-            labels={"figure": "{name}"},
+        # What `snakemake --report report.zip` shows, and how.
+        **stage_outputs(
+            "publish",
+            table=lambda path: report(path, caption="../report/table2.rst", category="Table 2"),
+            report=lambda path: report(path, caption="../report/report.rst", category="HTML report"),
+            figures=lambda path: report(
+                path,
+                patterns=["{kind}/{name}.png"],
+                caption="../report/figures.rst",
+                category="{kind}",
+                labels={"figure": "{name}"},
+            ),
         ),
     params:
-        p=stage_params(config, "publish"),
+        p=stage_kwargs("publish"),
     log:
         "logs/publish.log",
     conda:

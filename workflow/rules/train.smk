@@ -1,29 +1,29 @@
-# Training: one job per (dataset, protocol, method, seed, fold).
+# Training: one job per (dataset, protocol, method, seed, fold) of the RCNN and its feed-forward ablation.
+
+# A training job's resources (the train rule and the ablation grid's): a cluster's memory, time and GPU.
+TRAIN_RESOURCES = dict(
+    mem_mb=config["resources"]["train_mem_mb"],
+    runtime=config["resources"]["train_runtime_min"],
+    gpu=config["resources"]["train_gpus"],
+)
 
 
 rule train:
     input:
-        tensors=paths.TENSORS,
-        folds=paths.FOLDS,
-        code=code("train"),
+        **stage_inputs("train"),
     output:
-        model=f"{paths.FOLD_DIR}/model.pt",
-        predictions=f"{paths.FOLD_DIR}/predictions.csv",
-        metrics=f"{paths.FOLD_DIR}/metrics.json",
-        train_log=f"{paths.FOLD_DIR}/train_log.csv",
+        **stage_outputs("train"),
     params:
-        p=lambda wildcards: stage_params(config, "train", method=wildcards.method, seed=int(wildcards.seed)),
+        p=stage_kwargs("train"),
     log:
         "logs/train/{ds}_{protocol}_{method}_seed{seed}_fold{fold}.log",
     wildcard_constraints:
-        method="|".join(TRAINED),  # the baselines' rules (baselines.smk) write the other methods' folds
+        **stage_constraints("train"),
     conda:
         "../../environment.yml"
     threads: config["train"]["threads"]
     resources:
-        mem_mb=config["resources"]["train_mem_mb"],
-        runtime=config["resources"]["train_runtime_min"],
-        gpu=config["resources"]["train_gpus"],
+        **TRAIN_RESOURCES,
     message:
         "Training {wildcards.method} on {wildcards.ds}, {wildcards.protocol} fold {wildcards.fold}, seed {wildcards.seed}"
     script:

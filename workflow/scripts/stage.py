@@ -1,4 +1,4 @@
 # Snakemake script of every rule: the rule's stage (pipeline/stages.py) on the rule's named files, logged.
-from pipeline.stages import run_snakemake_job
+from pipeline.runner import run_snakemake_job
 
 run_snakemake_job(snakemake)

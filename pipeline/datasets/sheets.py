@@ -1,4 +1,4 @@
-"""What every dataset adapter shares: the problem record, label mapping, coding-sheet rows and frame files.
+"""What every dataset adapter shares: the problem record, label mapping and the coding-sheet engine.
 
 An adapter reads one layout as its owners distribute it and returns (records, problems):
 
@@ -18,12 +18,12 @@ apex outside the clip). A note is not a problem: the clip is kept.
 
 Sheet-coded layouts (all but SMIC) share `read_coded_clips`, which turns sheet rows into
 records given the layout's column names, clip naming and frame-file naming, after applying the
-known corrections of the owners' sheets.
+known corrections of the owners' sheets (`Correction`s, from pipeline/datasets/corrections.py). The
+helpers for frame files and folders are in pipeline/datasets/frames.py.
 """
 
 from __future__ import annotations
 
-import csv
 import fnmatch
 import os
 import re
@@ -35,11 +35,10 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.errors import BadInputError, DatasetError, ParamsError
+from pipeline.datasets.frames import MISSING_FRAMES_LISTED, numbered_files, sub_folders
+from pipeline.errors import BadInputError, DatasetError
 
-MISSING_FRAMES_LISTED = 3      # per clip; the rest are counted in one more problem
 HEADER_SEARCH_ROWS = 40        # how far down a sheet its header row may be (SAMM has a 13-row preamble)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".bmp", ".png")
 NO_APEX = ("/", "-1", "")       # how sheets code "no apex": CASME II '/', SAMM -1, a blank cell
 
 
@@ -193,18 +192,6 @@ def sheet_rows_and_frames(dataset: str, root: Path, pattern: str, frames_dir: st
     return sheet, read_sheet_rows(sheet, columns, dataset), frames_root
 
 
-def find_subjects_root(dataset: str, root: Path, subject_folder: re.Pattern, depth: int = 2) -> Path:
-    """The folder holding the subject folders: `root` or one up to `depth` levels below it."""
-    level = [root]
-    for _ in range(depth + 1):
-        for folder in level:
-            if folder.is_dir() and any(subject_folder.fullmatch(name) for name in sub_folders(folder)):
-                return folder
-        level = [folder / name for folder in level if folder.is_dir() for name in sub_folders(folder)]
-    raise DatasetError(f"{dataset} at {root}", [f"no subject folders ({subject_folder.pattern}) in {root} or "
-                                                f"{depth} levels below it"])
-
-
 def read_xls(sheet: Path) -> pd.DataFrame:
     """The first worksheet of a legacy .xls file (CASME's), read with xlrd directly (pandas' xlrd
     engine is deprecated), as a header-less table of cell values."""
@@ -213,6 +200,8 @@ def read_xls(sheet: Path) -> pd.DataFrame:
         worksheet = book.sheet_by_index(0)
         return pd.DataFrame([worksheet.row_values(r) for r in range(worksheet.nrows)], dtype=object)
 
+
+# --- sheet-coded clips ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class SheetLayout:
@@ -348,81 +337,6 @@ def check_apex(record: dict, where: str) -> None:
     record["apex"], record["apex_source"] = None, "estimated"
 
 
-# --- corrections of the owners' sheets ------------------------------------------------------------
-
-CORRECTIONS_CSV = Path(__file__).with_name("corrections.csv")
-CORRECTION_FIELDS = ("onset", "apex", "offset", "emotion")
-
-
-@dataclass(frozen=True)
-class Correction:
-    """One known error of an owner's sheet: in `dataset` (a layout name), clip `clip`'s `field` reads
-    `sheet` and should read `corrected`, because of `source`."""
-
-    dataset: str
-    clip: str
-    field: str
-    sheet: str
-    corrected: str
-    source: str
-
-    def __str__(self) -> str:
-        return f"{self.dataset} {self.clip} {self.field}: sheet {self.sheet} -> {self.corrected} ({self.source})"
-
-
-def shipped_corrections() -> list[Correction]:
-    """The corrections merflow ships (pipeline/datasets/corrections.csv)."""
-    with open(CORRECTIONS_CSV, newline="") as handle:
-        return [Correction(**{key: (value or "").strip() for key, value in row.items()})
-                for row in csv.DictReader(handle)]
-
-
-def corrections_for(layout: str, extra: Sequence[dict] = ()) -> list[Correction]:
-    """The shipped corrections of a layout and a user's own (params: index.corrections), checked."""
-    rows = [c for c in shipped_corrections() if c.dataset == layout]
-    for entry in extra:
-        rows.append(Correction(dataset=layout, clip=str(entry["clip"]), field=str(entry["field"]),
-                               sheet=cell_text(entry["sheet"]), corrected=cell_text(entry["corrected"]),
-                               source=str(entry.get("source", "params: index.corrections"))))
-    for correction in rows:
-        if correction.field not in CORRECTION_FIELDS:
-            raise ParamsError(f"correction {correction}: field must be one of {', '.join(CORRECTION_FIELDS)}")
-    return rows
-
-
-def apply_corrections(row: dict[str, Any], clip_id: str, layout: SheetLayout, corrections: Sequence[Correction],
-                      where: str) -> tuple[dict[str, Any], list[str]]:
-    """The row with the corrections of its clip applied, and a note per correction. A correction whose
-    sheet value is not what the row holds (a later, fixed sheet) is not applied, and says so."""
-    notes: list[str] = []
-    columns = {"onset": layout.onset, "apex": layout.apex, "offset": layout.offset, "emotion": layout.emotion}
-    for correction in corrections:
-        if correction.clip != clip_id:
-            continue
-        column = columns[correction.field]
-        found = cell_text(row[column])
-        if found.lower() != correction.sheet.lower():
-            notes.append(f"{where}: correction of {column} not applied: the sheet has {found!r}, the correction "
-                         f"expects {correction.sheet!r} ({correction.source})")
-            continue
-        row = {**row, column: correction.corrected}
-        notes.append(f"{where}: {column} {correction.sheet} corrected to {correction.corrected} ({correction.source})")
-    return row, notes
-
-
-# --- frame files ----------------------------------------------------------------------------------
-
-def numbered_files(folder: Path, pattern: re.Pattern) -> dict[int, Path]:
-    """Frame number -> file for the files in `folder` whose names `pattern` matches (group 1: the
-    number, zero-padded or not)."""
-    files: dict[int, Path] = {}
-    for name in sorted(os.listdir(folder)):
-        match = pattern.fullmatch(name)
-        if match:
-            files.setdefault(int(match.group(1)), folder / name)
-    return files
-
-
 def find_numbered_frames(record: dict, folder: Path, pattern: re.Pattern,
                          expected_name: Callable[[int], str], where: str = "offset") -> list[ClipProblem]:
     """Fill record["frames"] with the files of frames onset..offset in `folder`; problems for a
@@ -457,31 +371,39 @@ def find_numbered_frames(record: dict, folder: Path, pattern: re.Pattern,
     return problems
 
 
-LAST_NUMBER = re.compile(r"(?:.*\D)?(\d+)\.(?:jpe?g|png|bmp)", re.IGNORECASE)   # img0046.jpg, 46.jpg -> 46
+# --- corrections of the owners' sheets, applied to their rows --------------------------------------
+
+@dataclass(frozen=True)
+class Correction:
+    """One known error of an owner's sheet: in `dataset` (a layout name), clip `clip`'s `field` reads
+    `sheet` and should read `corrected`, because of `source`."""
+
+    dataset: str
+    clip: str
+    field: str
+    sheet: str
+    corrected: str
+    source: str
+
+    def __str__(self) -> str:
+        return f"{self.dataset} {self.clip} {self.field}: sheet {self.sheet} -> {self.corrected} ({self.source})"
 
 
-def numbered_like(folder: Path, n: int) -> str:
-    """The name frame `n` would have in `folder`, after the numbered files there (same prefix, padding
-    and suffix as the first one); `<n>.jpg` if it has none."""
-    if folder.is_dir():
-        for name in sorted(os.listdir(folder)):
-            match = LAST_NUMBER.fullmatch(name)
-            if match:
-                digits = match.group(1)
-                width = len(digits) if digits.startswith("0") else 0
-                return f"{name[:match.start(1)]}{n:0{width}d}{name[match.end(1):]}"
-    return f"{n}.jpg"
-
-
-def child_ignoring_case(parent: Path, name: str) -> Path:
-    """parent / name, or the folder in `parent` whose name differs from it only in case (copies of a
-    dataset spell some folders differently from its sheet)."""
-    path = parent / name
-    if path.exists() or not parent.is_dir():
-        return path
-    matches = [entry for entry in sub_folders(parent) if entry.lower() == name.lower()]
-    return parent / matches[0] if len(matches) == 1 else path
-
-
-def sub_folders(folder: Path) -> list[str]:
-    return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir() and not entry.name.startswith("."))
+def apply_corrections(row: dict[str, Any], clip_id: str, layout: SheetLayout, corrections: Sequence[Correction],
+                      where: str) -> tuple[dict[str, Any], list[str]]:
+    """The row with the corrections of its clip applied, and a note per correction. A correction whose
+    sheet value is not what the row holds (a later, fixed sheet) is not applied, and says so."""
+    notes: list[str] = []
+    columns = {"onset": layout.onset, "apex": layout.apex, "offset": layout.offset, "emotion": layout.emotion}
+    for correction in corrections:
+        if correction.clip != clip_id:
+            continue
+        column = columns[correction.field]
+        found = cell_text(row[column])
+        if found.lower() != correction.sheet.lower():
+            notes.append(f"{where}: correction of {column} not applied: the sheet has {found!r}, the correction "
+                         f"expects {correction.sheet!r} ({correction.source})")
+            continue
+        row = {**row, column: correction.corrected}
+        notes.append(f"{where}: {column} {correction.sheet} corrected to {correction.corrected} ({correction.source})")
+    return row, notes
