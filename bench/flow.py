@@ -30,7 +30,15 @@ import torch
 from pipeline.apex import estimate_apex
 from pipeline.baselines.flownets import build_network, fit_network, network_inputs, parameter_count
 from pipeline.config import load_params
-from pipeline.flow import flow_channels, flow_qc_image, optical_strain, tvl1_flow, tvl1_solver
+from pipeline.flow import (
+    FLOW_METHODS,
+    flow_channels,
+    flow_qc_image,
+    flow_solver,
+    onset_apex_flow,
+    optical_strain,
+    tvl1_solver,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SOLVER_KEYS = ("tau", "data_weight", "theta", "scales", "warps", "epsilon", "inner_iterations", "outer_iterations",
@@ -75,19 +83,27 @@ def bench_flow(params: dict, repeats: int) -> list[dict]:
 
     def per_clip() -> None:
         used = estimate_apex(clip, 200.0)
-        flow = tvl1_flow(clip[0], clip[used], solver)
+        flow = onset_apex_flow(clip[0], clip[used], solver)
         for size in flow_params["sizes"]:
             flow_channels(flow, size)
         flow_qc_image("clip", clip[0], flow, used)
 
-    flow = tvl1_flow(clip[0], clip[apex], solver)
+    flow = onset_apex_flow(clip[0], clip[apex], solver)
     rows = []
-    for name, function in (("TV-L1 onset -> apex", lambda: tvl1_flow(clip[0], clip[apex], solver)),
+    for name, function in (("TV-L1 onset -> apex", lambda: onset_apex_flow(clip[0], clip[apex], solver)),
                            ("strain + resize", lambda: [flow_channels(flow, s) for s in flow_params["sizes"]]
                             and optical_strain(flow)),
                            ("whole clip (stage)", per_clip)):
         wall, cpu = best(function, repeats)
         rows.append({"what": name, "size": f"{height}x{width}", "ms_wall": round(wall, 1), "ms_cpu": round(cpu, 1)})
+    for method in FLOW_METHODS:             # flow.method: each solver on the same pair, and how far from TV-L1
+        other = flow_solver(method, dis_preset=flow_params.get("dis_preset", "medium"),
+                            farneback=flow_params.get("farneback", {}),
+                            **{key: flow_params[key] for key in SOLVER_KEYS})
+        wall, cpu = best(lambda other=other: onset_apex_flow(clip[0], clip[apex], other), repeats)
+        difference = np.linalg.norm(onset_apex_flow(clip[0], clip[apex], other) - flow, axis=-1).mean()
+        rows.append({"what": f"flow.method {method} (mean end-point difference from TV-L1: {difference:.3f} px)",
+                     "size": f"{height}x{width}", "ms_wall": round(wall, 1), "ms_cpu": round(cpu, 1)})
     centre = flow[height // 3:2 * height // 3, width // 3:2 * width // 3, 0]
     rows.append({"what": "check: median u at the centre (1.5 px moved)", "size": "", "ms_wall": round(
         float(np.median(centre)), 3), "ms_cpu": None})

@@ -113,7 +113,7 @@ def dvc_stages(params: Mapping) -> dict:
                 if "method" in stage.wildcards:
                     matrix["method"] = [m for m in methods_to_run(params) if m in TRAINED]
                 if "seed" in stage.wildcards:   # the train stage's methods all run with `seeds`
-                    matrix["seed"] = seeds_of(params, matrix.get("method", [stage.name])[0])
+                    matrix["seed"] = seeds_of(params, matrix.get("method", [stage.method or stage.name])[0])
                 if folds:
                     matrix["fold"] = folds
                 # A matrix stage keeps cmd, deps, params and outs beside its matrix (foreach puts them under `do`).

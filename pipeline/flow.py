@@ -11,9 +11,10 @@ Per clip:
 1. the onset frame (the clip's first) and the apex frame (`apex`: the store's apex, the sheet's where
    it codes one and pipeline/apex.py's estimate where not; `estimated`: the estimate for every clip,
    as a system that must spot the apex itself would), both as 8-bit grey (ITU-R BT.601 luma);
-2. TV-L1 optical flow between them (Zach, Pock & Bischof 2007, OpenCV's DualTVL1 of
-   opencv-contrib, the solver both papers name), at the aligned face's size: (u, v) in pixels,
-   u to the right, v downwards, such that apex(x + u, y + v) ~ onset(x, y);
+2. the optical flow between them (`method`): TV-L1 (Zach, Pock & Bischof 2007, OpenCV's DualTVL1
+   of opencv-contrib, the solver both papers name; the default), or, a hundred times cheaper, OpenCV's
+   DIS (Kroeger et al. 2016, `dis_preset`) or Farneback (2003, `farneback`'s settings); at the aligned
+   face's size: (u, v) in pixels, u to the right, v downwards, such that apex(x + u, y + v) ~ onset(x, y);
 3. the optical strain magnitude of the flow field (Liong et al., "Optical strain based recognition
    of subtle emotions", 2014; STSTNet's third input): with the strain tensor
    eps = 1/2 (grad w + grad w^T) of w = (u, v),
@@ -67,6 +68,11 @@ from pipeline.errors import BadInputError
 from pipeline.imageio import write_rgb
 
 APEX_CHOICES = ("store", "estimated")
+FLOW_METHODS = ("tvl1", "dis", "farneback")
+# Farneback's settings where params give none: OpenCV's documented example (pyramid of 3 levels halving,
+# 15-pixel windows, 3 iterations, 5-pixel polynomial neighbourhood of sigma 1.2).
+FARNEBACK_DEFAULTS = {"pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5, "poly_sigma": 1.2}
+DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}     # cv2.DISOPTICAL_FLOW_PRESET_*
 COPIED_ATTRS = ("subject", "emotion", "label", "label_index", "onset", "offset", "fps", "source")   # source: composites
 SPOTTING_COLUMNS = ["clip_id", "subject", "fps", "onset", "offset", "apex_coded", "apex_estimated",
                     "apex_used", "apex_source", "error_frames", "error_ms"]
@@ -94,9 +100,32 @@ def grey_uint8(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame.astype(np.uint8), cv2.COLOR_RGB2GRAY)
 
 
-def tvl1_flow(onset: np.ndarray, apex: np.ndarray, solver: Any) -> np.ndarray:
+def onset_apex_flow(onset: np.ndarray, apex: np.ndarray, solver: Any) -> np.ndarray:
     """float32 (H, W, 2) flow (u right, v down, in pixels) from the onset frame to the apex frame."""
     return solver.calc(grey_uint8(onset), grey_uint8(apex), None).astype(np.float32)
+
+
+class FarnebackSolver:
+    """OpenCV's Farneback dense flow with fixed settings, called like the other solvers (`calc`)."""
+
+    def __init__(self, *, pyr_scale: float, levels: int, winsize: int, iterations: int, poly_n: int,
+                 poly_sigma: float):
+        self.settings = (pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, 0)
+
+    def calc(self, onset: np.ndarray, apex: np.ndarray, flow: Any) -> np.ndarray:
+        return cv2.calcOpticalFlowFarneback(onset, apex, flow, *self.settings)
+
+
+def flow_solver(method: str, *, dis_preset: str, farneback: dict[str, Any], **tvl1: Any) -> Any:
+    """The solver of `method` (FLOW_METHODS): OpenCV's TV-L1 with `tvl1`'s settings, DIS with a preset, or
+    Farneback with its settings; each has calc(onset_grey, apex_grey, None) -> (H, W, 2) flow."""
+    if method == "tvl1":
+        return tvl1_solver(**tvl1)
+    if method == "dis":
+        return cv2.DISOpticalFlow_create(DIS_PRESETS[dis_preset])
+    if method == "farneback":
+        return FarnebackSolver(**farneback)
+    raise ValueError(f"flow.method must be one of {FLOW_METHODS}, got {method!r}")
 
 
 def optical_strain(flow: np.ndarray) -> np.ndarray:
@@ -208,8 +237,9 @@ def spotting_summary(table: pd.DataFrame) -> dict[str, float | int | None]:
 
 def flow_stage(aligned_h5: Path, out_h5: Path, qc_dir: Path, apex_csv: Path, *, sizes: Sequence[int], apex: str,
                tau: float, data_weight: float, theta: float, scales: int, warps: int, epsilon: float,
-               inner_iterations: int, outer_iterations: int, scale_step: float, median_filtering: int) -> None:
-    """Onset -> apex TV-L1 flow and strain of every clip of the aligned store, at each of `sizes`, with a
+               inner_iterations: int, outer_iterations: int, scale_step: float, median_filtering: int,
+               method: str = "tvl1", dis_preset: str = "medium", farneback: dict[str, Any] | None = None) -> None:
+    """Onset -> apex flow (`method`) and strain of every clip of the aligned store, at each of `sizes`, with a
     QC image per clip and the apex spotting table (module docstring). Bad input (a store without clips,
     a clip of fewer than 2 frames or without its onset attribute) stops the stage with BadInputError
     naming the clip and the file, and nothing is written."""
@@ -218,8 +248,10 @@ def flow_stage(aligned_h5: Path, out_h5: Path, qc_dir: Path, apex_csv: Path, *, 
     solver_params = dict(tau=tau, data_weight=data_weight, theta=theta, scales=scales, warps=warps, epsilon=epsilon,
                          inner_iterations=inner_iterations, outer_iterations=outer_iterations, scale_step=scale_step,
                          median_filtering=median_filtering)
-    params = dict(sizes=[int(s) for s in sizes], apex=apex, **solver_params)
-    solver = tvl1_solver(**solver_params)
+    farneback = dict(farneback or FARNEBACK_DEFAULTS)
+    params = dict(sizes=[int(s) for s in sizes], apex=apex, method=method, dis_preset=dis_preset,
+                  farneback=farneback, **solver_params)
+    solver = flow_solver(method, dis_preset=dis_preset, farneback=farneback, **solver_params)
     rows = []
     with (h5py.File(aligned_h5, "r") as source, atomic_output(out_h5) as tmp_h5, atomic_directory(qc_dir) as tmp_qc,
           open_h5_for_write(tmp_h5) as h5):
@@ -243,9 +275,9 @@ def flow_stage(aligned_h5: Path, out_h5: Path, qc_dir: Path, apex_csv: Path, *, 
             used = estimated if apex == "estimated" or stored is None else int(np.clip(stored, 0, len(frames) - 1))
             if used == 0:                       # onset -> onset is no motion: take the next frame
                 used = 1
-            flow = tvl1_flow(frames[0], frames[used], solver)
+            flow = onset_apex_flow(frames[0], frames[used], solver)
             if not np.isfinite(flow).all():
-                raise BadInputError(clip_id, aligned_h5, "TV-L1 flow is not finite")
+                raise BadInputError(clip_id, aligned_h5, f"the {method} flow is not finite")
             out = clips.create_group(clip_id, track_order=True)
             for size in params["sizes"]:
                 write_array(out, f"flow_{size}", flow_channels(flow, size))

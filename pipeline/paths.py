@@ -13,6 +13,8 @@ FLOW = "data/{ds}/flow.h5"                    # onset -> apex TV-L1 flow and str
 FLOW_QC = "data/{ds}/flow_qc"
 APEX_SPOTTING = "data/{ds}/apex_spotting.csv"  # estimated apex against the coded one, per clip
 FOLD_DIR = "results/{ds}/{protocol}/{method}/seed{seed}/fold{fold}"   # pipeline/fold_results.py's files
+# every fold of a flow network trained in one job (pipeline/baselines/stacked.py)
+FOLDS_TRAINED = "results/{ds}/{protocol}/{method}/seed{seed}/folds_trained.h5"
 # One configuration's results (pipeline/runs.py): Table 2 and the report of the run whose plan (datasets,
 # protocols, methods, seeds and what decides the folds) hashes to {run}; a new plan never finds old ones.
 RUN_DIR = "results/runs/{run}"

@@ -20,6 +20,7 @@ from pipeline.stages import (
     STAGES,
     Dependency,
     FoldFiles,
+    IfParam,
     ParamFile,
     PerDataset,
     PerSource,
@@ -88,6 +89,8 @@ def input_file(value: Any, params: Mapping, values: Mapping[str, Any],
         return fold_files(params, value.name, folds_of)
     if isinstance(value, ParamFile):
         return param_value(params, value.key) or None
+    if isinstance(value, IfParam):
+        return value.template.format(**values) if param_value(params, value.key) else None
     return value.format(**values)
 
 
@@ -125,6 +128,8 @@ def wildcard_values(stage: Stage, params: Mapping, folds_of: FoldsOf = saved_fol
     """Every set of wildcard values the stage runs with under params, in order."""
     if stage.needed_by and not any_method_runs(params, stage.needed_by):
         return []
+    if stage.when and not param_value(params, stage.when):
+        return []
     if stage.name in BASELINES and stage.name not in methods_to_run(params):
         return []
     choices: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
@@ -132,7 +137,7 @@ def wildcard_values(stage: Stage, params: Mapping, folds_of: FoldsOf = saved_fol
         "ds": lambda i: stage_datasets(stage, params),
         "protocol": lambda i: list(params["protocols"]),
         "method": lambda i: [m for m in methods_to_run(params) if m in TRAINED],
-        "seed": lambda i: seeds_of(params, i.get("method", stage.name)),
+        "seed": lambda i: seeds_of(params, i.get("method", stage.method or stage.name)),
         "fold": lambda i: fold_numbers_of(params, i["ds"], i["protocol"], folds_of),
     }
     instances: list[dict[str, Any]] = [{}]

@@ -52,7 +52,7 @@ def stage_arguments(stage: Stage, files: Mapping[str, Any], wildcards: Mapping[s
     every output, or `out_dir` (the folder of a per-fold stage's files) for a function that takes it; and
     the wildcards it takes that are not params (fold, protocol, layout)."""
     taken = inspect.signature(stage_function(stage)).parameters
-    arguments: dict[str, Any] = {name: files[name] for name, value in stage.inputs.items()
+    arguments: dict[str, Any] = {name: files.get(name) for name, value in stage.inputs.items()
                                  if not isinstance(value, Dependency)}
     if "out_dir" in taken and "out_dir" not in stage.outputs:
         arguments["out_dir"] = Path(files[stage.audited]).parent
@@ -96,7 +96,7 @@ def run_stage(params: Mapping, stage: str, *, ds: str | None = None, protocol: s
     A per-fold stage's seed defaults to the one its method runs with first (seeds_of)."""
     entry = STAGES[stage]
     if seed is None and "seed" in entry.wildcards:
-        seed = seeds_of(params, method or stage)[0]
+        seed = seeds_of(params, method or entry.method or stage)[0]
     given = {"layout": ds, "ds": ds, "protocol": protocol, "method": method, "seed": seed, "fold": fold}
     missing = [name for name in entry.wildcards if given[name] is None]
     if missing:

@@ -62,13 +62,21 @@ class ParamFile:
 
 
 @dataclass(frozen=True)
+class IfParam:
+    """An input present only when a param (dotted key, {method}: the stage's method) is true: a flow
+    network's per-fold job reads the folds trained together when `folds_together` says so."""
+    key: str
+    template: str
+
+
+@dataclass(frozen=True)
 class Dependency:
     """An input the function does not take as an argument (it reads the path through its params): a
     dependency only, so that a new file reruns the stage (a dataset's tree, the CNN's weights)."""
     input: str | ParamFile
 
 
-Input = str | PerDataset | PerSource | FoldFiles | ParamFile | Dependency
+Input = str | PerDataset | PerSource | FoldFiles | ParamFile | IfParam | Dependency
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,8 @@ class Stage:
     audit: str | None = None                 # the output `merflow audit` checks (default: the first)
     data: tuple[str, ...] = ()               # data files the code reads (a code dependency too)
     needed_by: tuple[str, ...] = ()          # methods that need it: it runs only when one of them runs (none: always)
+    when: str | None = None                  # a params key that must be true for it to run (none: always)
+    method: str | None = None                # the method whose seeds it runs with (default: its name)
     applies_to: str | None = None            # of a per-dataset stage: "tree" (datasets read from a tree, composites'
                                              # sources included) or "composite" (composites only); None: every dataset
 
@@ -220,8 +230,18 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in [
           inputs={"aligned_h5": paths.ALIGNED},
           outputs={"out_h5": paths.FLOW, "qc_dir": Folder(paths.FLOW_QC), "apex_csv": paths.APEX_SPOTTING},
           wildcards=("ds",), params=(Section("flow"),), needed_by=FLOWNETS),
-    *(Stage(name=method, function=f"pipeline.baselines.flownets:{method}_fold_stage",
+    # A flow network trains every fold of a dataset, protocol and seed in one job (folds_together, the
+    # default: pipeline/baselines/stacked.py), whose per-fold jobs then write each fold's files; or each
+    # fold in its own job.
+    *(Stage(name=f"{method}_folds", function=f"pipeline.baselines.stacked:{method}_folds_stage",
             inputs={"flow_h5": paths.FLOW, "folds_csv": paths.FOLDS},
+            outputs={"out_h5": paths.FOLDS_TRAINED.replace("{method}", method)}, wildcards=("ds", "protocol", "seed"),
+            params=(Section(method), SEED, CLASSES), needed_by=(method,), when=f"{method}.folds_together",
+            method=method)
+      for method in FLOWNETS),
+    *(Stage(name=method, function=f"pipeline.baselines.flownet_folds:{method}_fold_stage",
+            inputs={"flow_h5": paths.FLOW, "folds_csv": paths.FOLDS,
+                    "trained_h5": IfParam(f"{method}.folds_together", paths.FOLDS_TRAINED.replace("{method}", method))},
             outputs=fold_outputs(method_fold_dir(method), BASELINE_FILES), wildcards=FOLD_WILDCARDS,
             params=(Section(method), SEED, CLASSES), audit="metrics")
       for method in FLOWNETS),

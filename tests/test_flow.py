@@ -17,19 +17,24 @@ from pipeline.artifacts import open_h5_for_write, read_provenance, write_clip
 from pipeline.baselines.flownets import (
     OFFApexNet,
     STSTNet,
+    build_network,
+    fit_network,
     network_inputs,
     normalise_channels,
     parameter_count,
 )
+from pipeline.baselines.stacked import fit_folds, predict_folds
 from pipeline.config import load_params
 from pipeline.errors import BadInputError, ParamsError
 from pipeline.flow import (
+    FARNEBACK_DEFAULTS,
     flow_channels,
     flow_colour,
+    flow_solver,
+    onset_apex_flow,
     optical_strain,
     read_flow,
     spotting_summary,
-    tvl1_flow,
     tvl1_solver,
 )
 from pipeline.protocols import kfold_folds
@@ -59,11 +64,24 @@ def shifted(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
 @pytest.mark.parametrize("dx,dy", [(1.5, 0.0), (0.0, -1.0), (-0.8, 0.6)])
 def test_tvl1_flow_points_where_the_image_moved(dx, dy):
     image = textured(64, 64, 0)
-    flow = tvl1_flow(image.astype(np.uint8), shifted(image, dx, dy).astype(np.uint8), tvl1_solver(**FAST_TVL1))
+    flow = onset_apex_flow(image.astype(np.uint8), shifted(image, dx, dy).astype(np.uint8), tvl1_solver(**FAST_TVL1))
     assert flow.shape == (64, 64, 2) and flow.dtype == np.float32
     inner = flow[12:-12, 12:-12]
     assert np.median(inner[..., 0]) == pytest.approx(dx, abs=0.15)      # u: to the right
     assert np.median(inner[..., 1]) == pytest.approx(dy, abs=0.15)      # v: downwards
+
+
+@pytest.mark.parametrize("method", ["dis", "farneback"])
+@pytest.mark.parametrize("dx,dy", [(1.5, 0.0), (0.0, -1.0), (-0.8, 0.6)])
+def test_every_flow_method_points_where_the_image_moved(method, dx, dy):
+    """flow.method: OpenCV's DIS and Farneback, called as the stage calls them, in TV-L1's convention."""
+    image = textured(64, 64, 0)
+    solver = flow_solver(method, dis_preset="medium", farneback=FARNEBACK_DEFAULTS, **FAST_TVL1)
+    flow = onset_apex_flow(image.astype(np.uint8), shifted(image, dx, dy).astype(np.uint8), solver)
+    assert flow.shape == (64, 64, 2) and flow.dtype == np.float32
+    inner = flow[12:-12, 12:-12]
+    assert np.median(inner[..., 0]) == pytest.approx(dx, abs=0.2)
+    assert np.median(inner[..., 1]) == pytest.approx(dy, abs=0.2)
 
 
 def test_optical_strain_of_known_fields():
@@ -159,7 +177,8 @@ def write_motion_store(path, subjects: int = 3, takes: int = 2) -> list[dict]:
     return rows
 
 
-FLOW_PARAMS = dict(sizes=[28, 16], apex="store", **FAST_TVL1)
+FLOW_PARAMS = dict(sizes=[28, 16], apex="store", method="tvl1", dis_preset="medium", farneback=FARNEBACK_DEFAULTS,
+                   **FAST_TVL1)
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +242,84 @@ def test_flow_stage_rejects_a_bad_clip_naming_it(tmp_path):
 
 SMALL = {"ststnet": dict(input_size=28, epochs=25, lr=0.01, batch_size=12, dropout=0.5, seed=0, threads=1),
          "off_apexnet": dict(input_size=28, epochs=10, lr=0.0005, batch_size=12, dropout=0.5, seed=0, threads=1)}
+
+
+def random_flow(method: str, clips: int = 48, subjects: int = 6, seed: int = 0):
+    """Inputs, labels and leave-one-subject-out training and test rows, for training folds together and alone."""
+    rng = np.random.default_rng(seed)
+    channels = 3 if method == "ststnet" else 2
+    x = torch.from_numpy(rng.uniform(0, 255, (clips, channels, 28, 28)).astype(np.float32))
+    y = torch.from_numpy(rng.integers(0, 3, clips))
+    subject = np.arange(clips) % subjects
+    train = [torch.from_numpy(np.flatnonzero(subject != s)) for s in range(subjects)]
+    test = [torch.from_numpy(np.flatnonzero(subject == s)) for s in range(subjects)]
+    return x, y, train, test
+
+
+def alone(method, x, y, train, test, *, epochs, dropout, batch_size, lr, seed=7):
+    torch.manual_seed(seed)
+    model = build_network(method, 3, 28, dropout)
+    losses = fit_network(model, x[train], y[train], epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    model.eval()
+    with torch.inference_mode():
+        return model(x[test]).softmax(dim=1).double(), losses
+
+
+@pytest.mark.parametrize("method", ["ststnet", "off_apexnet"])
+def test_folds_trained_together_are_the_folds_trained_alone(method):
+    """Same initialisation, shuffles, dropout masks and Adam steps: after two epochs (batches of 16 over 40
+    training clips: a short last batch, as a real fold has) every fold's probabilities equal its own run's
+    to float32 rounding (the sums are taken in another order), and so do its losses. OFF-ApexNet's bound
+    is wider: its 1,568- and 1,024-term sums of activations in the hundreds (inputs 0-255) round at about
+    1e-5 of the logits, and Adam's first steps move a weight by about lr whatever its gradient's size, so a
+    near-zero gradient rounded to the other sign moves it the other way."""
+    x, y, train, test = random_flow(method)
+    network, losses = fit_folds(method, x, y, train, n_classes=3, input_size=28, dropout=0.5, epochs=2, lr=1e-3,
+                                batch_size=16, seed=7)
+    together = predict_folds(network, x, test)
+    for fold in range(len(train)):
+        probabilities, fold_losses = alone(method, x, y, train[fold], test[fold], epochs=2, dropout=0.5,
+                                           batch_size=16, lr=1e-3)
+        tolerance = 1e-5 if method == "ststnet" else 1e-3
+        assert torch.allclose(together[fold], probabilities, atol=tolerance), fold
+        assert losses[fold] == pytest.approx(fold_losses, rel=tolerance)
+
+
+def test_no_fold_trained_together_reads_another_folds_test_clips():
+    """Fold 0's test clips poisoned with NaN: every other fold trains on them and turns NaN, fold 0 never
+    reads them and comes out as it does alone."""
+    x, y, train, test = random_flow("ststnet")
+    x[test[0]] = float("nan")
+    network, _ = fit_folds("ststnet", x, y, train, n_classes=3, input_size=28, dropout=0.5, epochs=1, lr=1e-3,
+                           batch_size=16, seed=7)
+    clean = x.clone()
+    clean[test[0]] = 0
+    together = predict_folds(network, clean, test)
+    assert torch.isfinite(together[0]).all() and not torch.isfinite(together[1]).all()
+    probabilities, _ = alone("ststnet", clean, y, train[0], test[0], epochs=1, dropout=0.5, batch_size=16, lr=1e-3)
+    assert torch.allclose(together[0], probabilities, atol=1e-5)
+
+
+def test_the_folds_stage_writes_what_the_per_fold_jobs_write(flow_run, tmp_path):
+    """`folds_together`: one job trains the three folds, each fold's job writes its files from the store;
+    the per-fold predictions agree with the folds trained one by one (the whole schedule: float32 rounding
+    in another order, far inside any interval Table 2 reports) and metrics.json says how it was trained."""
+    _, data, rows = flow_run
+    params = SMALL["ststnet"]
+    trained = tmp_path / "folds_trained.h5"
+    stage_function(STAGES["ststnet_folds"])(data / "flow.h5", data / "folds.csv", trained, classes=CLASSES, **params)
+    for fold in range(3):
+        together, one = tmp_path / "together" / f"fold{fold}", tmp_path / "alone" / f"fold{fold}"
+        stage_function(STAGES["ststnet"])(data / "flow.h5", data / "folds.csv", fold, together, trained_h5=trained,
+                                          classes=CLASSES, **params)
+        stage_function(STAGES["ststnet"])(data / "flow.h5", data / "folds.csv", fold, one, classes=CLASSES, **params)
+        a, b = pd.read_csv(together / "predictions.csv"), pd.read_csv(one / "predictions.csv")
+        columns = [f"p_{c}" for c in CLASSES]
+        assert a["clip_id"].tolist() == b["clip_id"].tolist() and len(a) == 6
+        assert np.abs(a[columns].to_numpy() - b[columns].to_numpy()).max() < 1e-4
+        metrics = json.loads((together / "metrics.json").read_text())
+        assert metrics["n_train_clips"] == len(rows) - 6 and "every fold" in metrics["trained"]
+        assert metrics["accuracy"] == json.loads((one / "metrics.json").read_text())["accuracy"]
 
 
 def test_flow_networks_run_per_fold_into_table2_and_the_report(flow_run):

@@ -78,7 +78,8 @@ def test_the_composite_runs_to_table2_overall_and_per_source(megc_run):
     assert n_folds == 3 and sorted(folds["subject"].unique()) == ["casme2-sub01", "samm-006", "smic-s1"]
     assert counts == {"synth": 3, "index": 3, "align": 3, "composite_index": 1, "composite_aligned": 1,
                       "magnify": 1, "tensors": 1, "folds": 1, "train": 2 * n_folds, "lbptop": n_folds,
-                      "flow": 1, "ststnet": 2 * n_folds, "aggregate": 1, "report": 1, "publish": 1}
+                      "flow": 1, "ststnet_folds": 2, "ststnet": 2 * n_folds, "aggregate": 1, "report": 1,
+                      "publish": 1}      # ststnet_folds: every fold of a seed trained in one job
 
     index = pd.read_csv(workdir / "data" / "megc2019" / "index.csv", dtype=str)
     excluded = pd.read_csv(workdir / "data" / "megc2019" / "excluded.csv", dtype=str)
@@ -151,6 +152,6 @@ def test_every_network_runs_once_per_seed_on_every_fold(megc_run, tmp_path):
     counts = job_counts(result.stdout)
     n_folds = 3
     assert counts == {"train": 2 * n_folds, "cnn": 2 * n_folds, "pretrained_cnn": 2 * n_folds,
-                      "off_apexnet": 2 * n_folds, "lbpsip": n_folds, "tics": n_folds, "mdmo": n_folds,
-                      "aggregate": 1, "report": 1, "publish": 1}, counts       # train: rcnn_feedforward's folds
+                      "off_apexnet_folds": 2, "off_apexnet": 2 * n_folds, "lbpsip": n_folds, "tics": n_folds,
+                      "mdmo": n_folds, "aggregate": 1, "report": 1, "publish": 1}, counts  # train: rcnn_feedforward's
     assert "rcnn_feedforward/seed1/fold2/metrics.json" in result.stdout

@@ -70,7 +70,7 @@ def test_every_stage_rule_takes_its_description_from_the_table():
     text = "".join(path.read_text() for path in sorted((REPO / "workflow" / "rules").glob("*.smk")))
     rules = rule_sections(text)
     names = {"baseline": [m for m in BASELINES if m in STAGES and m not in ("ststnet", "off_apexnet")],
-             "flownet": ["ststnet", "off_apexnet"]}
+             "flownet": ["ststnet", "off_apexnet"], "flownet_folds": ["ststnet_folds", "off_apexnet_folds"]}
     seen = set()
     for rule, sections in rules.items():
         if rule.startswith("ablation") or rule == "all":

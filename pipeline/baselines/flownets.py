@@ -30,8 +30,9 @@ Where the papers are silent or could not be checked here, and what merflow does:
   epoch predicts the test clips (the schedule is fixed before any test clip is seen, as the authors'
   STSTNet code also scores its last epoch). Nothing of the test fold is read during training.
 
-Per fold the stage writes predictions.csv and metrics.json (pipeline/fold_results.py), the files of
-every other Table 2 row, and no model file.
+Per fold, `flownet_fold` writes predictions.csv and metrics.json (pipeline/fold_results.py), the files of
+every other Table 2 row, and no model file; the fold stages (pipeline/baselines/flownet_folds.py) call it,
+or read the fold from every fold trained together (pipeline/baselines/stacked.py).
 """
 
 from __future__ import annotations
@@ -170,18 +171,3 @@ def flownet_fold(method: str, flow_h5: Path, folds_csv: Path, fold: int, out_dir
              "provenance": provenance(method, {**params, "fold": fold}, {"flow": flow_h5, "folds": folds_csv})}
     write_fold_outputs(out_dir, test, probabilities, classes, extra)
 
-
-def ststnet_fold_stage(flow_h5: Path, folds_csv: Path, fold: int, out_dir: Path, *, classes: Sequence[str],
-                       input_size: int, epochs: int, lr: float, batch_size: int, dropout: float, seed: int,
-                       threads: int) -> None:
-    """STSTNet on one fold."""
-    flownet_fold("ststnet", flow_h5, folds_csv, fold, out_dir, classes=classes, input_size=input_size, epochs=epochs,
-                 lr=lr, batch_size=batch_size, dropout=dropout, seed=seed, threads=threads)
-
-
-def off_apexnet_fold_stage(flow_h5: Path, folds_csv: Path, fold: int, out_dir: Path, *, classes: Sequence[str],
-                           input_size: int, epochs: int, lr: float, batch_size: int, dropout: float, seed: int,
-                           threads: int) -> None:
-    """OFF-ApexNet on one fold."""
-    flownet_fold("off_apexnet", flow_h5, folds_csv, fold, out_dir, classes=classes, input_size=input_size,
-                 epochs=epochs, lr=lr, batch_size=batch_size, dropout=dropout, seed=seed, threads=threads)

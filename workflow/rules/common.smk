@@ -10,7 +10,17 @@ from pipeline.codedeps import PACKAGE_ROOT, code_deps, module_closure
 from pipeline.config import composites, validate_params
 from pipeline.plan import input_file, run_key
 from pipeline.protocols import fold_numbers
-from pipeline.stages import STAGES, Dependency, Folder, ParamFile, PerDataset, output_template, stage_params
+from pipeline.stages import (
+    STAGES,
+    Dependency,
+    Folder,
+    IfParam,
+    ParamFile,
+    PerDataset,
+    output_template,
+    param_value,
+    stage_params,
+)
 
 
 validate(config, schema="../schemas/params.schema.yaml")
@@ -57,6 +67,8 @@ def rule_input(value):
         return lambda wildcards: config["dataset"][wildcards.ds]["root"]
     if isinstance(value, str):
         return value.replace("{run}", RUN)
+    if isinstance(value, IfParam):
+        return value.template if param_value(config, value.key) else None
     if isinstance(value, PerDataset | ParamFile):
         return input_file(value, config, {})
     return lambda wildcards: input_file(value, config, dict(wildcards.items()), saved_folds)

@@ -1,7 +1,8 @@
-# The onset-apex flow networks: the flow stage (TV-L1 flow and strain of every aligned clip, with the apex
-# spotting table) and one job per (dataset, protocol, fold) for each network (STSTNet, OFF-ApexNet), writing
-# the same per-fold files as every other Table 2 row. The flow stage runs only when a flow network is listed
-# (the report reads its QC only then).
+# The onset-apex flow networks: the flow stage (flow and strain of every aligned clip, with the apex spotting
+# table); per network (STSTNet, OFF-ApexNet) one job that trains every fold of a (dataset, protocol, seed)
+# together (folds_together, the default), and one job per fold writing the same per-fold files as every
+# other Table 2 row (training the fold itself when folds_together is false). The flow stage runs only when
+# a flow network is listed (the report reads its QC only then).
 
 
 rule flow:
@@ -26,6 +27,29 @@ rule flow:
 
 
 for flownet in FLOWNETS:
+    flownet_folds = f"{flownet}_folds"
+
+    rule:
+        name:
+            flownet_folds
+        input:
+            **stage_inputs(flownet_folds),
+        output:
+            **stage_outputs(flownet_folds),
+        params:
+            p=stage_kwargs(flownet_folds),
+        log:
+            f"logs/{flownet_folds}/{{ds}}_{{protocol}}_seed{{seed}}.log",
+        conda:
+            "../../environment.yml"
+        threads: config[flownet]["threads"]
+        resources:
+            mem_mb=4000,
+            runtime=240,
+        message:
+            f"{flownet}: every {{wildcards.protocol}} fold of {{wildcards.ds}} trained together, seed {{wildcards.seed}}"
+        script:
+            "../scripts/stage.py"
 
     rule:
         name:
