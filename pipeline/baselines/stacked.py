@@ -69,12 +69,12 @@ class FoldDropout:
             generator.set_state(state)
             self.generators.append(generator)
 
-    def __call__(self, x: torch.Tensor, rows: Sequence[int], p: float) -> torch.Tensor:
-        """x: (B, F, ...) with fold f's real rows the first rows[f]; each fold's mask drawn from its generator."""
+    def __call__(self, x: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Tensor:
+        """x: (B, F, ...) with fold f's real rows first (mask: B, F); each fold's mask drawn from its generator."""
         if p == 0:
             return x
         noise = torch.ones_like(x)
-        for fold, (generator, n) in enumerate(zip(self.generators, rows, strict=True)):
+        for fold, (generator, n) in enumerate(zip(self.generators, mask.sum(dim=0).tolist(), strict=True)):
             if n:
                 noise[:n, fold] = torch.empty((n, *x.shape[2:]), dtype=x.dtype).bernoulli_(1 - p, generator=generator)
         return x * noise.div_(1 - p)
@@ -126,15 +126,14 @@ class FoldBatchNorm(nn.Module):
         self.register_buffer("running_mean", stacked(norm.running_mean.view(-1, 1, 1), folds).data)
         self.register_buffer("running_var", stacked(norm.running_var.view(-1, 1, 1), folds).data)
 
-    def affine(self, x: torch.Tensor, rows: torch.Tensor, pad: torch.Tensor,
-               active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def affine(self, x: torch.Tensor, rows: torch.Tensor, pad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The per-fold scale and shift (F, C, 1, 1) that normalise x, as nn.BatchNorm2d computes them
-        (alpha = weight / sqrt(var + eps), beta = bias - mean * alpha); in training, each active fold's
-        running statistics move as BatchNorm2d's do (unbiased variance)."""
+        (alpha = weight / sqrt(var + eps), beta = bias - mean * alpha); in training, the running statistics
+        of each fold with rows at this step move as BatchNorm2d's do (unbiased variance)."""
         if self.training:
             mean, var = batch_statistics(x, rows, pad)
             with torch.no_grad():
-                keep = active[:, None, None, None]
+                keep = (rows > 0)[:, None, None, None]
                 count = (rows.to(x.dtype) * (x.shape[3] * x.shape[4]))[:, None, None, None]
                 unbiased = var * count / (count - 1).clamp(min=1)
                 self.running_mean.copy_(torch.where(keep, (1 - BN_MOMENTUM) * self.running_mean + BN_MOMENTUM * mean,
@@ -195,19 +194,19 @@ class StackedSTSTNet(nn.Module):
         self.max_pool, self.avg_pool = model.streams[0][3], model.pool
         self.fc_weight, self.fc_bias = stacked(model.fc.weight, folds), stacked(model.fc.bias, folds)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, active: torch.Tensor, rows: Sequence[int],
-                dropout: FoldDropout | None) -> torch.Tensor:
-        counts = torch.as_tensor(rows) if self.training else mask.sum(dim=0)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, dropout: FoldDropout | None) -> torch.Tensor:
+        """x (B, F, 3, H, W), fold f's real rows first, mask (B, F) True on them -> logits (B, F, classes)."""
+        counts = mask.sum(dim=0)
         y = grouped_conv(x, self.conv_weight, self.conv_bias, padding=2, relu=True)
         pad = torch.relu(self.conv_bias)[..., None, None]             # a padding row's value: zero input
-        alpha, beta = self.norm.affine(y, counts, pad, active)
+        alpha, beta = self.norm.affine(y, counts, pad)
         pooled_max = pooled(y, self.max_pool)
         negative = (alpha < 0).expand(-1, -1, *pooled_max.shape[3:])
         if bool(negative.any()):
             pooled_max = torch.where(negative, -pooled(-y, self.max_pool), pooled_max)
         y = torch.addcmul(beta, pooled_max, alpha)
         if self.training and dropout:                                  # each stream's masks, in stream order
-            y = torch.cat([dropout(part, rows, self.dropout) for part in y.split(self.widths, dim=2)], dim=2)
+            y = torch.cat([dropout(part, mask, self.dropout) for part in y.split(self.widths, dim=2)], dim=2)
         features = pooled(y, self.avg_pool)
         return linear(features.flatten(2), self.fc_weight, self.fc_bias)
 
@@ -227,8 +226,8 @@ class StackedOFFApexNet(nn.Module):
         self.dropout = model.classifier[2].p
         self.pool = model.streams[0][2]
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, active: torch.Tensor, rows: Sequence[int],
-                dropout: FoldDropout | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, dropout: FoldDropout | None) -> torch.Tensor:
+        """x (B, F, 2, H, W), fold f's real rows first, mask (B, F) True on them -> logits (B, F, classes)."""
         streams = []
         for index in range(2):
             y = x[:, :, index:index + 1]
@@ -239,7 +238,7 @@ class StackedOFFApexNet(nn.Module):
         y = torch.cat(streams, dim=2)
         for layer in range(2):
             y = torch.relu(linear(y, self.fcs[2 * layer], self.fcs[2 * layer + 1]))
-            y = dropout(y, rows, self.dropout) if self.training and dropout else y
+            y = dropout(y, mask, self.dropout) if self.training and dropout else y
         return linear(y, self.fcs[4], self.fcs[5])
 
 
@@ -289,6 +288,17 @@ class FoldAdam:
             parameter.grad = None
 
 
+def padded(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each fold's rows (a list of index tensors, one per fold) as one (B, F) index, padded with row 0 to
+    the longest, and the mask (B, F) of the real entries."""
+    width = max(len(r) for r in rows)
+    index = torch.zeros(width, len(rows), dtype=torch.long)
+    mask = torch.zeros(width, len(rows), dtype=torch.bool)
+    for fold, r in enumerate(rows):
+        index[:len(r), fold], mask[:len(r), fold] = r, True
+    return index, mask
+
+
 def fit_folds(method: str, inputs: torch.Tensor, labels: torch.Tensor, train_rows: Sequence[torch.Tensor], *,
               n_classes: int, input_size: int, dropout: float, epochs: int, lr: float, batch_size: int, seed: int,
               desc: str = "train") -> tuple[nn.Module, list[list[float]]]:
@@ -312,19 +322,13 @@ def fit_folds(method: str, inputs: torch.Tensor, labels: torch.Tensor, train_row
         for step in range(max(len(b) for b in batches)):
             chosen = [b[step] if step < len(b) and (len(b[step]) > 1 or not needs_pairs) else b[0][:0]
                       for b in batches]
-            rows = [len(c) for c in chosen]
-            width = max(rows)
-            index = torch.zeros(width, folds, dtype=torch.long)
-            mask = torch.zeros(width, folds, dtype=torch.bool)
-            for fold, c in enumerate(chosen):
-                index[:len(c), fold], mask[:len(c), fold] = c, True
-            active = torch.tensor([n > 0 for n in rows])
-            logits = network(inputs[index], mask, active, rows, fold_dropout)
+            index, mask = padded(chosen)
+            logits = network(inputs[index], mask, fold_dropout)
             per_clip = F.cross_entropy(logits.reshape(-1, n_classes), labels[index].reshape(-1),
-                                       reduction="none").view(width, folds) * mask
-            counts = mask.sum(dim=0).clamp(min=1)
-            (per_clip.sum(dim=0) / counts).sum().backward()
-            optimizer.step(active)
+                                       reduction="none").view(index.shape) * mask
+            counts = mask.sum(dim=0)
+            (per_clip.sum(dim=0) / counts.clamp(min=1)).sum().backward()
+            optimizer.step(counts > 0)
             totals += per_clip.detach().sum(dim=0).double()
         for fold in range(folds):
             losses[fold].append(float(totals[fold]) / len(train_rows[fold]))
@@ -350,13 +354,8 @@ def train_folds(method: str, inputs: torch.Tensor, labels: torch.Tensor, train_r
 def predict_folds(network: nn.Module, inputs: torch.Tensor, test_rows: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """Each fold's class probabilities on its own test clips (its weights, batch norm's running statistics)."""
     network.eval()
-    folds = len(test_rows)
-    width = max(len(rows) for rows in test_rows)
-    index = torch.zeros(width, folds, dtype=torch.long)
-    mask = torch.zeros(width, folds, dtype=torch.bool)
-    for fold, rows in enumerate(test_rows):
-        index[:len(rows), fold], mask[:len(rows), fold] = rows, True
-    probabilities = network(inputs[index], mask, torch.ones(folds, dtype=torch.bool), [0] * folds, None).softmax(-1)
+    index, mask = padded(test_rows)
+    probabilities = network(inputs[index], mask, None).softmax(-1)
     return [probabilities[:len(rows), fold].double() for fold, rows in enumerate(test_rows)]
 
 
