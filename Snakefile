@@ -21,6 +21,7 @@ include: "workflow/rules/composite.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/flow.smk"
+include: "workflow/rules/selection.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/ablations.smk"
 

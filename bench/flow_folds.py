@@ -7,8 +7,8 @@ The data: 442 clips of random 28 x 28 flow from 68 subjects (the composite's cou
 folds: one per subject. Both ways run the same schedule (Adam at the method's lr, batch 256) for
 --epochs epochs and the time per epoch is projected to the method's params.yaml schedule:
 
-- together: every fold, --folds-per-pass folds stacked at a time (`train_folds`; the test rows scored are
-  the training rows, which costs a forward pass per fold);
+- together: every fold, --folds-per-pass folds stacked at a time (`train_folds`; each fold's test clips
+  scored after every epoch, as the stage records them);
 - alone: `fit_network` on --sample-folds of the folds, one at a time in this process, times 68; plus
   what a per-fold job adds, the start of a Python process that imports the fold stage's module with
   torch (timed with --startup-runs runs).
@@ -88,7 +88,8 @@ def main() -> None:
     x, y, train_rows = composite_like(args.method)
 
     started = time.perf_counter()
-    train_folds(args.method, x, y, train_rows, train_rows, folds_per_pass=args.folds_per_pass, n_classes=CLASSES,
+    test_rows = [torch.from_numpy(np.setdiff1d(np.arange(len(x)), rows.numpy())) for rows in train_rows]
+    train_folds(args.method, x, y, train_rows, test_rows, folds_per_pass=args.folds_per_pass, n_classes=CLASSES,
                 input_size=SIZE, dropout=0.5, epochs=args.epochs, lr=lr, batch_size=256, seed=0, desc="together")
     together = (time.perf_counter() - started) / args.epochs
 

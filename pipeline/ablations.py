@@ -43,7 +43,7 @@ STAGE_ORDER = ("magnify", "tensors", "train")   # the stages a setting may overr
 METHOD = "rcnn"                                 # the ablations vary the RCNN's params
 KEY_LENGTH = 10
 # The param sections the ablation table depends on (the `ablations` rule's params).
-PARAM_SECTIONS = ("ablations", "dataset", "mappings", "align", "magnify", "tensors", "train", "seeds")
+PARAM_SECTIONS = ("ablations", "dataset", "mappings", "align", "magnify", "tensors", "train", "seeds", "selection")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pipeline.baselines import methods_not_run
 from pipeline.errors import ParamsError
 from pipeline.paths import SYNTH_DIR
 
-SEEDED_SECTIONS = ("train", "cnn", "pretrained_cnn", "ststnet", "off_apexnet")   # their seed is `seeds`'s
+SEEDED_SECTIONS = ("train", "cnn", "pretrained_cnn", "ststnet", "off_apexnet", "htnet")   # their seed is `seeds`'s
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "params.schema.yaml"
 PACKAGED_PARAMS = str(Path(__file__).resolve().parent.parent / "params.yaml")   # the defaults merflow ships
 
@@ -79,7 +79,7 @@ def validate_params(params: Mapping) -> None:
         # The schema's defaults filled in, as Snakemake's validate() fills them in the workflow's config: the
         # CLI, DVC and Snakemake then read (and record, and hash) the same params.
         _DEFAULTS_VALIDATOR(schema).validate(params)
-    for method in ("ststnet", "off_apexnet"):
+    for method in ("ststnet", "off_apexnet", "htnet"):
         if method in params["methods"] and params[method]["input_size"] not in params["flow"]["sizes"]:
             raise ParamsError(f"{method}.input_size: the flow stage makes no {params[method]['input_size']} x "
                               f"{params[method]['input_size']} flow: add it to flow.sizes {params['flow']['sizes']}")
@@ -195,5 +195,6 @@ def aggregate_params(params: Mapping, ds: str | None = None) -> dict[str, Any]:
     """Table 2: every dataset as it reads it, the protocols, the methods that cannot run (and why) and the
     bootstrap."""
     return {"datasets": {name: dataset_summary(params, name) for name in params["datasets"]},
-            "protocols": list(params["protocols"]), "not_run": methods_not_run(params),
+            "protocols": list(params["protocols"]),
+            "not_run": methods_not_run(params),
             "bootstrap": params["aggregate"]["bootstrap"], "bootstrap_seed": params["aggregate"]["bootstrap_seed"]}

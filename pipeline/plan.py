@@ -13,7 +13,7 @@ from typing import Any
 
 from pipeline import paths
 from pipeline.artifacts import params_sha256
-from pipeline.baselines import BASELINES, TRAINED, any_method_runs, methods_to_run, seeds_of
+from pipeline.baselines import BASELINES, TRAINED, any_method_runs, methods_to_run, rows_to_run, seeds_of
 from pipeline.config import built_datasets, composite_sources, composites
 from pipeline.protocols import fold_numbers, planned_folds
 from pipeline.stages import (
@@ -47,10 +47,10 @@ def fold_numbers_of(params: Mapping, ds: str, protocol: str, folds_of: FoldsOf =
 
 
 def fold_files(params: Mapping, name: str, folds_of: FoldsOf = saved_fold_numbers) -> list[str]:
-    """Every fold's `name` file (metrics.json, predictions.csv) of the datasets, protocols, methods and seeds
-    of params that run (not the pre-trained CNN without weights)."""
+    """Every fold's `name` file (metrics.json, predictions.csv) of the datasets, protocols, rows (methods and
+    their epoch selections) and seeds of params that run (not the pre-trained CNN without weights)."""
     return [f"{paths.FOLD_DIR}/{name}".format(ds=ds, protocol=protocol, method=method, seed=seed, fold=fold)
-            for ds in params["datasets"] for protocol in params["protocols"] for method in methods_to_run(params)
+            for ds in params["datasets"] for protocol in params["protocols"] for method in rows_to_run(params)
             for seed in seeds_of(params, method) for fold in fold_numbers_of(params, ds, protocol, folds_of)]
 
 
@@ -130,7 +130,8 @@ def wildcard_values(stage: Stage, params: Mapping, folds_of: FoldsOf = saved_fol
         return []
     if stage.when and not param_value(params, stage.when):
         return []
-    if stage.name in BASELINES and stage.name not in methods_to_run(params):
+    row = stage.row or (stage.name if stage.name in BASELINES else None)
+    if row is not None and "{" not in row and row not in rows_to_run(params):
         return []
     choices: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
         "layout": lambda i: synthetic_layouts(params),
@@ -143,6 +144,8 @@ def wildcard_values(stage: Stage, params: Mapping, folds_of: FoldsOf = saved_fol
     instances: list[dict[str, Any]] = [{}]
     for wildcard in stage.wildcards:
         instances = [{**i, wildcard: value} for i in instances for value in choices[wildcard](i)]
+    if row is not None and "{" in row:          # a row per method ({method}-inner): only the rows that run
+        instances = [i for i in instances if row.format(**i) in rows_to_run(params)]
     return instances
 
 
@@ -178,7 +181,7 @@ def run_plan(params: Mapping) -> dict[str, Any]:
             deciding[" ".join([name, *map(str, wildcards.values())])] = stage_params(params, name,
                                                                                       ds=wildcards.get("ds"))
     return {"aggregate": stage_params(params, "aggregate"),
-            "seeds": {method: seeds_of(params, method) for method in methods_to_run(params)},
+            "seeds": {method: seeds_of(params, method) for method in rows_to_run(params)},
             "deciding": deciding}
 
 

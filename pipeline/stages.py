@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline import paths
-from pipeline.baselines import BASELINES, FLOWNETS, HANDCRAFTED
+from pipeline.baselines import BASELINES, FLOWNETS, FRAME_CNNS, HANDCRAFTED, ON_FLOW
 from pipeline.config import aggregate_params, composite_index_params, index_params
 
 # --- inputs and outputs ------------------------------------------------------------------------------
@@ -142,6 +142,8 @@ class Stage:
     method: str | None = None                # the method whose seeds it runs with (default: its name)
     applies_to: str | None = None            # of a per-dataset stage: "tree" (datasets read from a tree, composites'
                                              # sources included) or "composite" (composites only); None: every dataset
+    row: str | None = None                   # the Table 2 row whose files it makes: it runs only when that row runs
+                                             # (default: a method's stage, its name)
 
     @property
     def audited(self) -> str:
@@ -170,11 +172,69 @@ def method_fold_dir(method: str) -> str:
     return paths.FOLD_DIR.replace("{method}", method)
 
 
-TRAIN_FILES = ("model.pt", "predictions.csv", "metrics.json", "train_log.csv")
+TRAIN_FILES = ("model.pt", "predictions.csv", "metrics.json", "train_log.csv", "epochs.h5")
 BASELINE_FILES = ("predictions.csv", "metrics.json")
+EPOCH_FILES = (*BASELINE_FILES, "epochs.h5")    # a network with epoch selection (pipeline/selection.py)
 FOLD_WILDCARDS = ("ds", "protocol", "seed", "fold")
+TRAIN_WILDCARDS = ("ds", "protocol", "method", "seed", "fold")
 CLASSES = Key("classes", "mappings.{mapping}.classes")
 SEED = FromWildcard("seed")
+INNER = Key("inner", "epoch_selection")         # the validation split and rule of selection inner
+SELECTIONS = Key("selections", "selection")     # a network that scores every epoch only for the test row
+
+
+def trained_store(row: str) -> str:
+    return paths.FOLDS_TRAINED.replace("{method}", row)
+
+
+def flownet_stages(method: str, selection: str) -> list[Stage]:
+    """A flow network's stages for one selection (last or inner): every fold trained together, and the
+    per-fold files (from that store, or the fold trained alone)."""
+    name, row = (method, method) if selection == "last" else (f"{method}_{selection}", f"{method}-{selection}")
+    params = (Section(method), SEED, CLASSES, *((INNER,) if selection == "inner" else ()))
+    return [Stage(name=f"{name}_folds", function=f"pipeline.baselines.stacked:{name}_folds_stage",
+                  inputs={"flow_h5": paths.FLOW, "folds_csv": paths.FOLDS}, outputs={"out_h5": trained_store(row)},
+                  wildcards=("ds", "protocol", "seed"), params=params, needed_by=(method,),
+                  when=f"{method}.folds_together", method=method, row=row),
+            Stage(name=name, function=f"pipeline.baselines.flownet_folds:{name}_fold_stage",
+                  inputs={"flow_h5": paths.FLOW, "folds_csv": paths.FOLDS,
+                          "trained_h5": IfParam(f"{method}.folds_together", trained_store(row))},
+                  outputs=fold_outputs(method_fold_dir(row), EPOCH_FILES), wildcards=FOLD_WILDCARDS, params=params,
+                  audit="metrics", method=method, row=row)]
+
+
+def frame_cnn_stage(method: str, selection: str) -> Stage:
+    """A single-frame CNN's per-fold stage for one selection (last or inner)."""
+    name, row = (method, method) if selection == "last" else (f"{method}_{selection}", f"{method}-{selection}")
+    weights = {"weights_file": Dependency(ParamFile("pretrained_cnn.weights"))} if method == "pretrained_cnn" else {}
+    return Stage(name=name, function=f"pipeline.baselines.frame_cnns:{name}_fold_stage",
+                 inputs={"aligned_h5": paths.ALIGNED, "folds_csv": paths.FOLDS, **weights},
+                 outputs=fold_outputs(method_fold_dir(row), EPOCH_FILES), wildcards=FOLD_WILDCARDS,
+                 params=(Section(method), SEED, CLASSES, INNER if selection == "inner" else SELECTIONS),
+                 audit="metrics", method=method, row=row)
+
+
+def htnet_stage(selection: str) -> Stage:
+    name, row = ("htnet", "htnet") if selection == "last" else (f"htnet_{selection}", f"htnet-{selection}")
+    return Stage(name=name, function=f"pipeline.baselines.htnet:{name}_fold_stage",
+                 inputs={"flow_h5": paths.FLOW, "aligned_h5": paths.ALIGNED, "folds_csv": paths.FOLDS},
+                 outputs=fold_outputs(method_fold_dir(row), EPOCH_FILES), wildcards=FOLD_WILDCARDS,
+                 params=(Section("htnet"), SEED, CLASSES, *((INNER,) if selection == "inner" else ())),
+                 audit="metrics", method="htnet", row=row)
+
+
+def test_row_stage(method: str, fold_dir: str | None = None,
+                         wildcards: tuple[str, ...] = FOLD_WILDCARDS) -> Stage:
+    """selection test (audits only): a fold's predictions at the epoch best on its own test labels, from the
+    epochs.h5 of the method's `last` run (`train`: the RCNN's, {method} a wildcard)."""
+    fold_dir = fold_dir or method_fold_dir(method)
+    named = "{method}" if method == "train" else method
+    return Stage(name=f"{method}_test", function="pipeline.selection:select_on_test_stage",
+                 inputs={"epochs_h5": f"{fold_dir}/epochs.h5"},
+                 outputs=fold_outputs(method_fold_dir(f"{named}-test"), BASELINE_FILES), wildcards=wildcards,
+                 params=(CLASSES, Key("metric", "epoch_selection.metric"), Key("ties", "epoch_selection.ties")),
+                 audit="metrics", method=None if method == "train" else method, row=f"{named}-test")
+
 
 STAGES: dict[str, Stage] = {stage.name: stage for stage in [
     Stage(name="synth", function="pipeline.datasets.synth_writers:generate_synthetic",
@@ -210,53 +270,47 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in [
     Stage(name="folds", function="pipeline.protocols:folds_stage",
           inputs={"index_csv": paths.INDEX}, outputs={"folds_csv": paths.FOLDS}, wildcards=("ds", "protocol"),
           params=(Section("folds"),)),
+    # The RCNN: `selections` says whether to score the test clips after every epoch (for the test row).
     Stage(name="train", function="pipeline.train:train_fold_stage",
           inputs={"tensors_h5": paths.TENSORS, "folds_csv": paths.FOLDS},
-          outputs=fold_outputs(paths.FOLD_DIR, TRAIN_FILES), wildcards=("ds", "protocol", "method", "seed", "fold"),
-          params=(Section("train"), SEED, FromWildcard("method")), audit="model"),
+          outputs=fold_outputs(paths.FOLD_DIR, TRAIN_FILES), wildcards=TRAIN_WILDCARDS,
+          params=(Section("train"), SEED, FromWildcard("method"), SELECTIONS), audit="model"),
+    Stage(name="train_inner", function="pipeline.train:train_inner_fold_stage",
+          inputs={"tensors_h5": paths.TENSORS, "folds_csv": paths.FOLDS},
+          outputs=fold_outputs(method_fold_dir("{method}-inner"), TRAIN_FILES), wildcards=TRAIN_WILDCARDS,
+          params=(Section("train"), SEED, FromWildcard("method"), INNER), audit="model", row="{method}-inner"),
+    test_row_stage("train", fold_dir=paths.FOLD_DIR, wildcards=TRAIN_WILDCARDS),
     *(Stage(name=method, function=f"pipeline.baselines.handcrafted:{method}_fold_stage",
             inputs={"aligned_h5": paths.ALIGNED, "folds_csv": paths.FOLDS},
             outputs=fold_outputs(method_fold_dir(method), BASELINE_FILES), wildcards=FOLD_WILDCARDS,
             params=(Section(method), CLASSES, Key("svm_c", "svm.c"), Key("svm_seed", "svm.seed")), audit="metrics")
       for method in HANDCRAFTED),
-    *(Stage(name=method, function=f"pipeline.baselines.frame_cnns:{method}_fold_stage",
-            inputs={"aligned_h5": paths.ALIGNED, "folds_csv": paths.FOLDS,
-                    **({"weights_file": Dependency(ParamFile("pretrained_cnn.weights"))}
-                       if method == "pretrained_cnn" else {})},
-            outputs=fold_outputs(method_fold_dir(method), BASELINE_FILES), wildcards=FOLD_WILDCARDS,
-            params=(Section(method), SEED, CLASSES), audit="metrics")
-      for method in ("cnn", "pretrained_cnn")),
+    # The single-frame CNNs (selections: whether to score the test clips after every epoch, for the test row).
+    *(frame_cnn_stage(method, selection) for method in FRAME_CNNS for selection in ("last", "inner")),
+    *(test_row_stage(method) for method in FRAME_CNNS),
     Stage(name="flow", function="pipeline.flow:flow_stage",
           inputs={"aligned_h5": paths.ALIGNED},
           outputs={"out_h5": paths.FLOW, "qc_dir": Folder(paths.FLOW_QC), "apex_csv": paths.APEX_SPOTTING},
-          wildcards=("ds",), params=(Section("flow"),), needed_by=FLOWNETS),
+          wildcards=("ds",), params=(Section("flow"),), needed_by=ON_FLOW),
     # A flow network trains every fold of a dataset, protocol and seed in one job (folds_together, the
     # default: pipeline/baselines/stacked.py), whose per-fold jobs then write each fold's files; or each
-    # fold in its own job.
-    *(Stage(name=f"{method}_folds", function=f"pipeline.baselines.stacked:{method}_folds_stage",
-            inputs={"flow_h5": paths.FLOW, "folds_csv": paths.FOLDS},
-            outputs={"out_h5": paths.FOLDS_TRAINED.replace("{method}", method)}, wildcards=("ds", "protocol", "seed"),
-            params=(Section(method), SEED, CLASSES), needed_by=(method,), when=f"{method}.folds_together",
-            method=method)
-      for method in FLOWNETS),
-    *(Stage(name=method, function=f"pipeline.baselines.flownet_folds:{method}_fold_stage",
-            inputs={"flow_h5": paths.FLOW, "folds_csv": paths.FOLDS,
-                    "trained_h5": IfParam(f"{method}.folds_together", paths.FOLDS_TRAINED.replace("{method}", method))},
-            outputs=fold_outputs(method_fold_dir(method), BASELINE_FILES), wildcards=FOLD_WILDCARDS,
-            params=(Section(method), SEED, CLASSES), audit="metrics")
-      for method in FLOWNETS),
+    # fold in its own job. HTNet trains each fold in its own job. With params' `selection`, a network has a
+    # row per selection: inner trains again (its own folder, method-inner), test reads the last run's epochs.
+    *(stage for method in FLOWNETS for selection in ("last", "inner") for stage in flownet_stages(method, selection)),
+    htnet_stage("last"), htnet_stage("inner"),
+    *(test_row_stage(method) for method in ON_FLOW),
     Stage(name="aggregate", function="pipeline.aggregate:aggregate_stage",
           inputs={"metrics_paths": FoldFiles("metrics.json")},
           outputs={"out_csv": paths.RUN_TABLE2, "metrics_json": paths.RUN_METRICS, "folds_csv": paths.RUN_FOLD_METRICS},
-          params=(Computed(aggregate_params, ("datasets", "protocols", "methods", "dataset.{ds}",
+          params=(Computed(aggregate_params, ("datasets", "protocols", "methods", "selection", "dataset.{ds}",
                                               "pretrained_cnn.weights", "aggregate")),)),
     Stage(name="report", function="pipeline.report:report_stage",
           inputs={"table_csv": paths.RUN_TABLE2, "metrics_paths": FoldFiles("metrics.json"),
                   "prediction_paths": FoldFiles("predictions.csv"),
                   "align_qc_dirs": PerDataset(paths.ALIGN_QC), "magnify_qc_dirs": PerDataset(paths.MAGNIFY_QC),
                   "tensors_paths": PerDataset(paths.TENSORS), "index_paths": PerDataset(paths.INDEX),
-                  "flow_qc_dirs": PerDataset(paths.FLOW_QC, FLOWNETS),
-                  "apex_paths": PerDataset(paths.APEX_SPOTTING, FLOWNETS)},
+                  "flow_qc_dirs": PerDataset(paths.FLOW_QC, ON_FLOW),
+                  "apex_paths": PerDataset(paths.APEX_SPOTTING, ON_FLOW)},
           outputs={"out_html": paths.RUN_REPORT, "figures_dir": Folder(paths.RUN_FIGURES)}),
     # The run of the current params (its folder named by pipeline.plan.run_key), copied to the paths users read.
     Stage(name="publish", function="pipeline.runs:publish_stage",

@@ -43,10 +43,11 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -63,6 +64,7 @@ from pipeline.errors import MerflowError
 from pipeline.fold_results import fold_scores, predictions_table, split_fold, write_fold_results
 from pipeline.jitter import UNJITTERED_VIEW, unjittered_variant
 from pipeline.model import RCNN, RCNNConfig
+from pipeline.selection import chosen_epoch, inner_extra, inner_split, write_epochs
 
 # "rcnn_feedforward": the same network with only the recurrence removed (pipeline/model.py)
 METHODS = ("rcnn", "rcnn_feedforward")
@@ -246,6 +248,8 @@ def predict_clips(model: torch.nn.Module, x: h5py.Dataset | np.ndarray, rows: np
     return np.stack(means), (np.stack(plain) if unjittered is not None else None)
 
 
+WATCHED = "watched"      # a log entry's test (and validation) probabilities of that epoch, kept in the checkpoint
+
 # --- the stage --------------------------------------------------------------------------------------
 
 def check_train_params(method: str, lr: float, lr_decay: float, min_lr: float, max_epochs: int) -> list[float]:
@@ -338,9 +342,10 @@ class Fit:
 def fit_or_resume(model: RCNN, forward_model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                   x: h5py.Dataset, data: FoldData, rates: list[float], rng: np.random.Generator, *,
                   batch_size: int, device: torch.device, precision: str, checkpoint_path: Path, key: str,
-                  name: str) -> Fit:
+                  name: str, on_epoch: Callable[[int, dict], None] | None = None) -> Fit:
     """Train one epoch per rate on the fold's training clips, after the epochs a checkpoint made from
-    `key` already holds; the checkpoint is rewritten after every epoch."""
+    `key` already holds; the checkpoint is rewritten after every epoch. `on_epoch(epoch, log entry)` runs
+    after each epoch, before the checkpoint: what it adds to the entry is kept with it."""
     clips_per_buffer = max(1, SHUFFLE_BUFFER_BYTES // (x.dtype.itemsize * math.prod(x.shape[1:])))
     n_batches = math.ceil(len(data.train_rows) * data.n_variants / batch_size)
     labels = data.clips["label_index"].to_numpy()
@@ -360,6 +365,8 @@ def fit_or_resume(model: RCNN, forward_model: torch.nn.Module, optimizer: torch.
         train_samples += seen
         log.append({"epoch": epoch, "lr": epoch_lr, "loss": loss, "train_accuracy": train_accuracy,
                     "seconds": round(seconds, 3)})
+        if on_epoch is not None:
+            on_epoch(epoch, log[-1])
         save_epoch_checkpoint(checkpoint_path, key, epoch, model, optimizer, rng, log, train_seconds,
                               train_samples)
     return Fit(log, epochs_done, train_seconds, train_samples)
@@ -414,7 +421,7 @@ def write_fold_outputs(out_dir: Path, model: RCNN, mean: list[float], std: list[
     with atomic_output(out_dir / "model.pt") as tmp, open(tmp, "wb") as handle:
         torch.save(checkpoint, handle)
     with atomic_output(out_dir / "train_log.csv") as tmp:
-        pd.DataFrame(log).to_csv(tmp, index=False)
+        pd.DataFrame([{k: v for k, v in entry.items() if k != WATCHED} for entry in log]).to_csv(tmp, index=False)
     write_fold_results(out_dir, predictions, scores)
     (out_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
 
@@ -423,40 +430,85 @@ def train_fold_stage(tensors_h5: Path, folds_csv: Path, fold: int, out_dir: Path
                      maps: int, recurrent_steps: int, batch_size: int, lr: float, lr_decay: float,
                      min_lr: float, max_epochs: int, momentum: float, weight_decay: float, seed: int,
                      device: str, threads: int, precision: str = "fp32", compile: bool = False,
-                     deterministic: bool = True) -> None:
+                     deterministic: bool = True, selections: Sequence[str] = ("last",), selection: str = "last",
+                     inner: Mapping[str, Any] | None = None) -> None:
     """Train on every variant of every clip outside `fold`, test on the clips of `fold`.
 
     precision: "fp32" or "bf16" (autocast), on CPU and CUDA alike (see `autocast`). deterministic: see
     `set_determinism`. compile: run the
     model through torch.compile (on a 2-core CPU it did not speed up training, bench/README.md; on
-    CUDA it has not been measured)."""
+    CUDA it has not been measured). Epoch selection (pipeline/selection.py): with `test` among params'
+    `selections` the test clips are scored after every epoch (a test pass per epoch) for the audit row;
+    `selection` inner (`train_inner`) trains without the fold's validation subjects and scores the test
+    clips at the epoch best on them. epochs.h5 holds what was recorded."""
     started = time.perf_counter()
     fold = int(fold)                    # Snakemake wildcards arrive as strings
     params = {"method": method, "fold": fold, "maps": maps, "recurrent_steps": recurrent_steps,
               "batch_size": batch_size, "lr": lr, "lr_decay": lr_decay, "min_lr": min_lr,
               "max_epochs": max_epochs, "momentum": momentum, "weight_decay": weight_decay,
               "seed": seed, "device": device, "threads": threads, "precision": precision, "compile": compile,
-              "deterministic": deterministic}
+              "deterministic": deterministic,     # as the stage's params: the train stage's or train_inner's
+              **({"inner": dict(inner or {})} if selection == "inner" else {"selections": list(selections)})}
     rates = check_train_params(method, lr, lr_decay, min_lr, max_epochs)
     torch_device, rng = set_up_torch(device, precision, threads, deterministic, seed)
     out_dir = Path(out_dir)
     folds = pd.read_csv(folds_csv, dtype={"clip_id": str, "subject": str, "label": str})
+    every_epoch = selection == "inner" or "test" in selections
 
     with h5py.File(tensors_h5, "r") as h5:
         data, x = read_fold(h5, tensors_h5, folds, fold), h5["x"]
+        validation_rows = np.zeros(0, dtype=np.int64)
+        if selection == "inner":
+            train_rows, validation_rows = inner_split(data.clips, data.train_rows, seed=int(inner["split_seed"]),
+                                                      fraction=float(inner["validation_subjects"]), fold=fold)
+            data = replace(data, train_rows=train_rows)
+        watched = np.concatenate([validation_rows, data.test_rows])
         mean, std = mean_std_from_histograms(channel_histograms(x, data.train_rows))
         config = model_config(method, maps, recurrent_steps, n_classes=len(data.classes), pixels=data.pixels,
                               frames=data.frames)
         model, forward_model, optimizer = build_model(config, mean, std, torch_device, lr=rates[0],
                                                       momentum=momentum, weight_decay=weight_decay, compile=compile)
+
+        def record(epoch: int, entry: dict) -> None:       # every epoch but the last, scored below
+            if every_epoch and epoch < len(rates):
+                entry[WATCHED] = predict_clips(forward_model, x, watched, batch_size, torch_device, precision)[0]
+
         fit = fit_or_resume(model, forward_model, optimizer, x, data, rates, rng, batch_size=batch_size,
                             device=torch_device, precision=precision, checkpoint_path=out_dir / CHECKPOINT_NAME,
-                            key=resume_key(params, tensors_h5, folds_csv), name=f"{method} fold {fold}")
-        probabilities, unjittered = predict_clips(forward_model, x, data.test_rows, batch_size, torch_device,
-                                                  precision, data.unjittered)
+                            key=resume_key(params, tensors_h5, folds_csv), name=f"{method} fold {fold}",
+                            on_epoch=record)
+        last, unjittered = predict_clips(forward_model, x, watched, batch_size, torch_device, precision,
+                                         data.unjittered)
 
-    predictions = predictions_table(data.clips.iloc[data.test_rows], probabilities, data.classes)
-    scores = fold_metrics(data, probabilities, fit, epochs=len(rates), seconds=round(time.perf_counter() - started, 3),
-                          device=torch_device, precision=precision, method=method, fold=fold, unjittered=unjittered)
+    by_epoch = np.stack([*(entry[WATCHED] for entry in fit.log if WATCHED in entry), last])
+    if every_epoch and len(by_epoch) != len(rates):
+        raise MerflowError(f"{out_dir}: {len(by_epoch)} epochs recorded of {len(rates)} (a checkpoint from another "
+                           f"run?): remove {out_dir / CHECKPOINT_NAME} and rerun")
+    n_validation = len(validation_rows)
+    validation = data.clips.iloc[validation_rows] if selection == "inner" else None
+    chosen, scores = chosen_epoch(selection, by_epoch[:, :n_validation], validation, data.classes, inner, len(rates))
+    index = chosen - 1 if every_epoch else -1
+    probabilities = by_epoch[index, n_validation:]
+    unjittered = unjittered[n_validation:] if unjittered is not None and chosen == len(rates) else None
+    test = data.clips.iloc[data.test_rows]
+    record_params = provenance("train", params, {"tensors": tensors_h5, "folds": folds_csv})
+    write_epochs(out_dir / "epochs.h5", test, by_epoch[:, n_validation:], [e["loss"] for e in fit.log],
+                 classes=data.classes, selection=selection, chosen_epoch=chosen,
+                 metric=(inner or {}).get("metric", "accuracy"), ties=(inner or {}).get("ties", "latest"),
+                 validation=validation, validation_probabilities=by_epoch[:, :n_validation] if n_validation else None,
+                 validation_scores=scores, record=record_params, n_train_clips=len(data.train_rows),
+                 every_epoch=every_epoch)
+    predictions = predictions_table(test, probabilities, data.classes)
+    scores_json = fold_metrics(data, probabilities, fit, epochs=len(rates),
+                               seconds=round(time.perf_counter() - started, 3), device=torch_device,
+                               precision=precision, method=method, fold=fold, unjittered=unjittered)
+    scores_json |= {"selection": selection, "selected_epoch": chosen,
+                    **(inner_extra(validation, scores, inner or {}) if validation is not None else {})}
     write_fold_outputs(out_dir, model, mean, std, params, {"tensors": tensors_h5, "folds": folds_csv}, predictions,
-                       fit.log, scores)
+                       fit.log, scores_json)
+
+
+def train_inner_fold_stage(tensors_h5: Path, folds_csv: Path, fold: int, out_dir: Path, **params: Any) -> None:
+    """The RCNN on one fold, scored at the epoch best on validation subjects of its training clips (model.pt:
+    the last epoch's network)."""
+    train_fold_stage(tensors_h5, folds_csv, fold, out_dir, selection="inner", **params)

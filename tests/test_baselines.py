@@ -40,6 +40,7 @@ from pipeline.errors import MerflowError
 from pipeline.fold_results import fold_table
 from pipeline.protocols import kfold_folds
 from pipeline.runner import stage_function
+from pipeline.selection import read_epochs, select_on_test_stage
 from pipeline.stages import STAGES
 
 # --- LBP codes -----------------------------------------------------------------------------------------
@@ -354,6 +355,24 @@ def test_the_cnn_row_is_vgg16_trained_from_scratch_on_single_frames(motion_store
     assert metrics["method"] == "cnn" and metrics["provenance"]["stage"] == "cnn"
     assert metrics["n_test"] == 8 and metrics["n_train_samples"] == 48 and 0 <= metrics["accuracy"] <= 1
     assert "weights" not in metrics["provenance"]["inputs"]
+    assert metrics["selection"] == "last" and metrics["selected_epoch"] == 1
+
+
+def test_the_frame_cnns_record_every_epoch_for_the_test_row(motion_store, tmp_path):
+    """With test among the selections the CNN scores its test clips after each of its epochs (the last
+    epoch's are its predictions); the test row's epoch scores at least as well on accuracy."""
+    params = dict(classes=CLASSES, input_size=32, frames_per_clip=2, epochs=2, lr=0.001, batch_size=16,
+                  momentum=0.9, weight_decay=0.0, seed=0, threads=2)
+    cnn_fold_stage(motion_store / "aligned.h5", motion_store / "folds.csv", 0, tmp_path / "last",
+                   selections=["last", "test"], **params)
+    _, by_epoch, attrs = read_epochs(tmp_path / "last" / "epochs.h5")
+    assert by_epoch.shape == (2, 8, len(CLASSES)) and attrs["every_epoch"]
+    predictions = pd.read_csv(tmp_path / "last" / "predictions.csv")
+    assert np.allclose(predictions[[f"p_{c}" for c in CLASSES]], by_epoch[-1], atol=1e-6)
+    select_on_test_stage(tmp_path / "last" / "epochs.h5", tmp_path / "test", 0, classes=CLASSES, metric="accuracy",
+                         ties="earliest")
+    last, test = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("last", "test"))
+    assert test["accuracy"] >= last["accuracy"] and test["ties"] == "earliest"
 
 
 def test_table2_rows_follow_the_papers_layout(tmp_path):

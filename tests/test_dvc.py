@@ -56,7 +56,7 @@ def dvc_repo(tmp_path_factory):
 def test_dvc_repro_runs_the_pipeline_and_records_it(dvc_repo):
     repo, _ = dvc_repo
     table = (repo / "results" / "table2.csv").read_text()
-    assert table.startswith("method,method_name,dataset") and "rcnn,MER-RCNN,casme2" in table
+    assert table.startswith("method,method_name,selection,dataset") and "rcnn,MER-RCNN,last,casme2" in table
     assert (repo / "results" / "report.html").is_file()
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert {"index@casme2", "tensors@casme2", "train@casme2-kfold2-rcnn-0-1", "lbptop@casme2-kfold2-0-1",

@@ -155,3 +155,41 @@ def test_every_network_runs_once_per_seed_on_every_fold(megc_run, tmp_path):
                       "off_apexnet_folds": 2, "off_apexnet": 2 * n_folds, "lbpsip": n_folds, "tics": n_folds,
                       "mdmo": n_folds, "aggregate": 1, "report": 1, "publish": 1}, counts  # train: rcnn_feedforward's
     assert "rcnn_feedforward/seed1/fold2/metrics.json" in result.stdout
+
+
+AUDIT = REPO / "workflow" / "configs" / "megc2019-audit.yaml"
+
+
+def test_the_audit_config_scores_each_network_three_ways(megc_run):
+    """workflow/configs/megc2019-audit.yaml on the tiny sources (already aligned by the run above): STSTNet,
+    OFF-ApexNet and HTNet (tiny sizes), each with last, inner and test rows; test >= last on every fold's
+    accuracy (the metric it is chosen by); inner's validation subjects are training subjects only; the report
+    has the section that puts them side by side."""
+    workdir, _ = megc_run
+    overlay = workdir / "audit-tiny.yaml"
+    overlay.write_text(yaml.safe_dump({
+        "seeds": [0], "ststnet": {"epochs": 3}, "off_apexnet": {"epochs": 3},
+        "htnet": {"dim": 8, "heads": 1, "block_repeats": [1, 1, 1], "mlp_mult": 2, "epochs": 3, "batch_size": 8,
+                  "threads": 1, "device": "cpu"},
+        "epoch_selection": {"validation_subjects": 0.5}}))
+    result = snakemake(workdir, "results/table2.csv", "results/report.html",
+                       configfiles=(MEGC2019, workdir / "tiny.yaml", AUDIT, overlay))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    table = pd.read_csv(workdir / "results" / "table2.csv")
+    full = table[table["dataset"] == "megc2019"]
+    rows = {(r.method, r.selection) for r in full.itertuples()}
+    for method in ("ststnet", "off_apexnet", "htnet"):
+        assert {(method, "last"), (f"{method}-inner", "inner"), (f"{method}-test", "test")} <= rows
+    test_rows = full[full["selection"] == "test"]
+    assert test_rows["note"].str.contains("test labels").all()
+    assert test_rows["method_name"].str.contains("audit").all()
+    results = workdir / "results" / "megc2019" / "loso"
+    for method in ("ststnet", "off_apexnet", "htnet"):
+        for fold_dir in sorted((results / method / "seed0").glob("fold[0-9]*")):
+            last = json.loads((fold_dir / "metrics.json").read_text())
+            test = json.loads((results / f"{method}-test" / "seed0" / fold_dir.name / "metrics.json").read_text())
+            inner = json.loads((results / f"{method}-inner" / "seed0" / fold_dir.name / "metrics.json").read_text())
+            assert test["accuracy"] >= last["accuracy"], (method, fold_dir.name)
+            assert not set(inner["validation_subjects"]) & set(inner["by_subject"])   # never the test subject
+    page = (workdir / "results" / "report.html").read_text()
+    assert "Published, as coded, honest" in page and "HTNet" in page

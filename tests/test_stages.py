@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.ablation_jobs import DVC_STAGES
-from pipeline.baselines import BASELINES, TRAINED
+from pipeline.baselines import BASELINES, FLOWNETS, FRAME_CNNS, ON_ALIGNED, ON_FLOW, TRAINED
 from pipeline.cli import build_parser
 from pipeline.codedeps import code_deps, imported_modules
 from pipeline.config import load_params
@@ -22,6 +22,7 @@ from pipeline.stages import STAGES, stage_params
 REPO = Path(__file__).resolve().parent.parent
 PARAMS = load_params(REPO / "params.yaml", REPO / "tests" / "tiny.yaml")
 PARAMS["methods"] = [*TRAINED, *BASELINES]
+PARAMS["selection"] = ["last", "inner", "test"]
 PARAMS["pretrained_cnn"] = {**PARAMS["pretrained_cnn"], "weights": "weights/vgg_face.pt"}
 # The composites' stages run only for a composite: MEGC 2019's (workflow/configs/megc2019.yaml).
 COMPOSITE_PARAMS = load_params(REPO / "params.yaml", REPO / "tests" / "tiny.yaml",
@@ -69,8 +70,10 @@ def test_every_stage_rule_takes_its_description_from_the_table():
     name; the ablation grid's rules, which run a stage on other paths, are the exception."""
     text = "".join(path.read_text() for path in sorted((REPO / "workflow" / "rules").glob("*.smk")))
     rules = rule_sections(text)
-    names = {"baseline": [m for m in BASELINES if m in STAGES and m not in ("ststnet", "off_apexnet")],
-             "flownet": ["ststnet", "off_apexnet"], "flownet_folds": ["ststnet_folds", "off_apexnet_folds"]}
+    flownet_rules = [*FLOWNETS, *(f"{m}_inner" for m in FLOWNETS)]
+    names = {"baseline": [*ON_ALIGNED, *(f"{m}_inner" for m in FRAME_CNNS)], "flownet_rule": flownet_rules,
+             "flownet_folds": [f"{rule}_folds" for rule in flownet_rules], "htnet_rule": ["htnet", "htnet_inner"],
+             "test_rule": [f"{m}_test" for m in (*FRAME_CNNS, *ON_FLOW)]}
     seen = set()
     for rule, sections in rules.items():
         if rule.startswith("ablation") or rule == "all":
@@ -121,9 +124,11 @@ def test_a_fold_stage_writes_under_its_fold_folder():
 def test_gathering_stages_read_every_fold_of_every_method_that_runs():
     # k-fold's folds are known from params (kfold5: 5), leave-one-subject-out's from the saved folds file.
     metrics = fold_files(PARAMS, "metrics.json", two_folds)
-    assert PARAMS["protocols"] == ["kfold5"] and len(metrics) == len(PARAMS["datasets"]) * 10 * 5   # 10 methods
+    rows = 11 + 2 * 7              # 11 methods, and the inner and test rows of the 7 networks
+    assert PARAMS["protocols"] == ["kfold5"] and len(metrics) == len(PARAMS["datasets"]) * rows * 5
     loso = fold_files({**PARAMS, "protocols": ["loso"]}, "metrics.json", two_folds)
-    assert len(loso) == len(PARAMS["datasets"]) * 10 * 2
+    assert len(loso) == len(PARAMS["datasets"]) * rows * 2
+    assert "results/casme2/loso/htnet-test/seed0/fold1/metrics.json" in loso
     assert "results/casme2/loso/rcnn/seed0/fold1/metrics.json" in loso
     without_weights = {**PARAMS, "pretrained_cnn": {**PARAMS["pretrained_cnn"], "weights": None}}
     assert not any("pretrained_cnn" in m for m in fold_files(without_weights, "metrics.json", two_folds))

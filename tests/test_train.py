@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from pipeline import metrics
-from pipeline.errors import MerflowError
+from pipeline.errors import BadInputError, MerflowError
 from pipeline.fold_results import split_fold
 from pipeline.predict import build_model, load_checkpoint, mean_softmax
+from pipeline.selection import read_epochs, select_on_test_stage
 from pipeline.train import (
     channel_histograms,
     lr_schedule,
@@ -165,7 +166,7 @@ def trained(tmp_path_factory):
 def test_fold_outputs_and_columns(trained):
     _, _, (out_dir, _) = trained
     assert sorted(p.name for p in out_dir.iterdir()) == [
-        "metrics.json", "model.pt", "predictions.csv", "train_log.csv"]
+        "epochs.h5", "metrics.json", "model.pt", "predictions.csv", "train_log.csv"]
     predictions = pd.read_csv(out_dir / "predictions.csv")
     assert list(predictions.columns) == ["clip_id", "subject", "true", "predicted", "p_calm", "p_twitch"]
     np.testing.assert_allclose(predictions[["p_calm", "p_twitch"]].sum(axis=1), 1.0, atol=2e-6)
@@ -264,6 +265,51 @@ def test_test_clips_are_scored_on_the_mean_over_views_and_on_the_unjittered_view
         labels = [int(h5["label_index"][ids.index(c)]) for c in predictions["clip_id"]]
     predicted = [int(np.argmax(mean_softmax(model, view, checkpoint))) for view in views]
     assert plain["accuracy"] == pytest.approx(metrics.accuracy(labels, predicted))
+
+
+def test_epoch_selection_of_the_rcnn(tmp_path):
+    """With test among the selections the RCNN scores its test clips after every epoch (the last epoch's are
+    its predictions, and the test row's epoch scores at least as well); inner trains without its validation
+    subjects, chooses on them, and relabelled test clips change nothing of that choice."""
+    tensors, folds = write_tiny_store(tmp_path, n_clips=24)
+    params = {**TRAIN_PARAMS, "max_epochs": 3}
+    train_fold_stage(tensors, folds, 1, tmp_path / "last", **params, selections=["last", "test"])
+    clips, by_epoch, attrs = read_epochs(tmp_path / "last" / "epochs.h5")
+    predictions = pd.read_csv(tmp_path / "last" / "predictions.csv")
+    assert by_epoch.shape == (3, 8, 2) and attrs["every_epoch"] and attrs["chosen_epoch"] == 3
+    np.testing.assert_allclose(predictions[["p_calm", "p_twitch"]], by_epoch[-1], atol=1e-6)
+    select_on_test_stage(tmp_path / "last" / "epochs.h5", tmp_path / "test", 1, classes=CLASSES, metric="accuracy",
+                         ties="latest")
+    last, test = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("last", "test"))
+    assert test["accuracy"] >= last["accuracy"] and test["selection"] == "test"
+    # without test among the selections only the last epoch is kept, and the audit row refuses it
+    train_fold_stage(tensors, folds, 1, tmp_path / "plain", **params)
+    assert read_epochs(tmp_path / "plain" / "epochs.h5")[1].shape == (1, 8, 2)
+    with pytest.raises(BadInputError, match="only the last epoch"):
+        select_on_test_stage(tmp_path / "plain" / "epochs.h5", tmp_path / "x", 1, classes=CLASSES,
+                             metric="accuracy", ties="latest")
+    inner = {"validation_subjects": 0.25, "split_seed": 0, "metric": "accuracy", "ties": "latest"}
+    chosen = []
+    for name in ("inner", "relabelled"):
+        if name == "relabelled":                          # every test clip of fold 1 gets the other class
+            table = pd.read_csv(folds)
+            test_rows = table["fold"] == 1
+            table.loc[test_rows, "label"] = table.loc[test_rows, "label"].map({"calm": "twitch", "twitch": "calm"})
+            table.to_csv(folds, index=False)
+            with h5py.File(tensors, "a") as h5:
+                ids = list(h5["clip_id"].asstr()[()])
+                for clip_id, label in zip(table["clip_id"], table["label"], strict=True):
+                    h5["label_index"][ids.index(clip_id)] = CLASSES.index(label)
+                del h5["label"]
+                h5["label"] = [table.set_index("clip_id").loc[c, "label"] for c in ids]
+        train_fold_stage(tensors, folds, 1, tmp_path / name, **params, selection="inner", inner=inner)
+        scores = json.loads((tmp_path / name / "metrics.json").read_text())
+        with h5py.File(tmp_path / name / "epochs.h5") as h5:
+            chosen.append((scores["selected_epoch"], scores["validation_subjects"], h5["validation_scores"][()],
+                           h5["test_probabilities"][()]))
+        assert scores["n_train_clips"] == 16 - 4 and scores["n_validation_clips"] == 4   # 1 of 4 training subjects
+    assert chosen[0][:2] == chosen[1][:2]
+    assert np.array_equal(chosen[0][2], chosen[1][2]) and np.array_equal(chosen[0][3], chosen[1][3])
 
 
 def test_the_feedforward_method_removes_only_the_recurrence(tmp_path):

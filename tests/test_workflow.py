@@ -135,9 +135,12 @@ RERUNS = {
     "lbptop": ({"lbptop": {"frames": 6}}, {"lbptop", "aggregate", "report", "publish"}),
     "methods": ({"methods": ["rcnn"]}, {"aggregate", "report", "publish"}),
     "aggregate": ({"aggregate": {"bootstrap": 1000}}, {"aggregate", "report", "publish"}),
+    # rcnn's test row: its training records every epoch's test predictions; lbptop has no epochs
+    "selection": ({"selection": ["last", "test"]}, {"train", "train_test", "aggregate", "report", "publish"}),
     # all at once: if together they rerun nothing, none of them does
-    "cnn, flow, ablations, resources": ({"cnn": {"epochs": 2}, "flow": {"tau": 0.2}, "ablations": {"families": {}},
-                                         "resources": {"train_mem_mb": 2000}}, set()),
+    "cnn, flow, ablations, resources, htnet, epoch_selection": (
+        {"cnn": {"epochs": 2}, "flow": {"tau": 0.2}, "ablations": {"families": {}}, "resources": {"train_mem_mb": 2000},
+         "htnet": {"dim": 8}, "epoch_selection": {"ties": "earliest"}}, set()),
 }
 
 

@@ -26,12 +26,14 @@ Where the papers are silent or could not be checked here, and what merflow does:
   trains `epochs` (params.yaml, 3000 by default) in batches of `batch_size` (256, as STSTNet's code),
   with dropout 0.5 after each 1,024-unit layer (`dropout`);
 - initialisation: PyTorch's defaults, seeded (`seed`); training clips are shuffled every epoch;
-- no early stopping, no validation split and no model picked by a score: the network after the last
-  epoch predicts the test clips (the schedule is fixed before any test clip is seen, as the authors'
-  STSTNet code also scores its last epoch). Nothing of the test fold is read during training.
+- no early stopping: by default (selection `last`) the network after the last epoch predicts the test
+  clips (the schedule is fixed before any test clip is seen, as the authors' STSTNet code also scores its
+  last epoch). Nothing of the test fold is read during training. The test clips are scored after every
+  epoch and kept in epochs.h5, from which `selection: test` (audits only) and the inner-validation
+  selection are made (pipeline/selection.py).
 
 Per fold, `flownet_fold` writes predictions.csv and metrics.json (pipeline/fold_results.py), the files of
-every other Table 2 row, and no model file; the fold stages (pipeline/baselines/flownet_folds.py) call it,
+every other Table 2 row, epochs.h5, and no model file; the fold stages (pipeline/baselines/flownet_folds.py) call it,
 or read the fold from every fold trained together (pipeline/baselines/stacked.py).
 """
 
@@ -39,8 +41,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,7 +54,8 @@ from tqdm import tqdm
 
 from pipeline.artifacts import provenance
 from pipeline.flow import read_flow
-from pipeline.fold_results import class_indices, split_fold, write_fold_outputs
+from pipeline.fold_results import class_indices
+from pipeline.selection import fold_rows, write_fold_with_epochs
 
 U, V, STRAIN = 0, 1, 2           # channels of a flow store's flow_<size>
 
@@ -123,8 +127,9 @@ def build_network(method: str, n_classes: int, input_size: int, dropout: float) 
 
 
 def fit_network(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float, batch_size: int,
-                seed: int, desc: str = "train") -> list[float]:
-    """Adam on cross-entropy for a fixed number of epochs, shuffled batches; the mean loss of each epoch."""
+                seed: int, desc: str = "train", on_epoch: Callable[[nn.Module], None] | None = None) -> list[float]:
+    """Adam on cross-entropy for a fixed number of epochs, shuffled batches; the mean loss of each epoch.
+    `on_epoch` is called with the model after every epoch (and must leave it in training mode)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     losses = []
@@ -140,13 +145,35 @@ def fit_network(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: i
             optimizer.step()
             total += float(loss.detach()) * len(batch)
         losses.append(total / len(x))
+        if on_epoch is not None:
+            on_epoch(model)
     return losses
+
+
+class EpochRecorder:
+    """An `on_epoch` that scores fixed inputs after every epoch, in eval mode (no dropout, batch norm's
+    running statistics, no random draw: training goes on exactly as without it)."""
+
+    def __init__(self, x: torch.Tensor, batch_size: int = 256):
+        self.x, self.batch_size, self.epochs = x, batch_size, []
+
+    @torch.inference_mode()
+    def __call__(self, model: nn.Module) -> None:
+        model.eval()
+        parts = [model(part).softmax(dim=1).float() for part in self.x.split(self.batch_size)] if len(self.x) else []
+        self.epochs.append(torch.cat(parts).numpy() if parts else np.zeros((0, 0), dtype=np.float32))
+        model.train()
+
+    def probabilities(self) -> np.ndarray:
+        """(epochs, inputs, classes)."""
+        return np.stack(self.epochs)
 
 
 def flownet_fold(method: str, flow_h5: Path, folds_csv: Path, fold: int, out_dir: Path, *, classes: Sequence[str],
                  input_size: int, epochs: int, lr: float, batch_size: int, dropout: float, seed: int,
-                 threads: int) -> None:
-    """Train `method` on the training clips of `fold` (fixed schedule), score its test clips, write the outputs."""
+                 threads: int, selection: str = "last", inner: Mapping[str, Any] | None = None) -> None:
+    """Train `method` on the training clips of `fold` (fixed schedule; with selection inner, without its
+    validation subjects), score its test clips after every epoch, write the outputs."""
     started = time.perf_counter()
     fold = int(fold)
     params = dict(input_size=input_size, epochs=epochs, lr=lr, batch_size=batch_size, dropout=dropout, seed=seed)
@@ -154,20 +181,20 @@ def flownet_fold(method: str, flow_h5: Path, folds_csv: Path, fold: int, out_dir
     flow, clips = read_flow(flow_h5, input_size)
     labels = torch.from_numpy(class_indices(clips["label"].tolist(), classes, os.fspath(flow_h5)))
     folds = pd.read_csv(folds_csv, dtype={"clip_id": str, "subject": str, "label": str})
-    train_rows, test_rows = split_fold(clips[["clip_id", "subject", "label"]], folds, fold, os.fspath(flow_h5))
+    rows = fold_rows(clips, folds, fold, os.fspath(flow_h5), selection, inner)
     inputs = torch.from_numpy(network_inputs(method, flow))
 
     torch.manual_seed(seed)
     model = build_network(method, len(classes), input_size, dropout)
-    losses = fit_network(model, inputs[train_rows], labels[train_rows], epochs=epochs, lr=lr, batch_size=batch_size,
-                         seed=seed, desc=f"{method} fold {fold}")
-    model.eval()
-    with torch.inference_mode():
-        probabilities = model(inputs[test_rows]).softmax(dim=1).double().numpy()
-    test = clips.iloc[test_rows]
-    extra = {"n_train_clips": len(train_rows), "method": method, "fold": fold, "parameters": parameter_count(model),
+    recorder = EpochRecorder(inputs[rows.watched])
+    losses = fit_network(model, inputs[rows.train], labels[rows.train], epochs=epochs, lr=lr, batch_size=batch_size,
+                         seed=seed, desc=f"{method} fold {fold}", on_epoch=recorder)
+    watched = recorder.probabilities()
+    n_validation = len(rows.validation)
+    record = provenance(method, {**params, "fold": fold, "selection": selection}, {"flow": flow_h5, "folds": folds_csv})
+    extra = {"n_train_clips": len(rows.train), "method": method, "fold": fold, "parameters": parameter_count(model),
              "final_train_loss": round(losses[-1], 6) if losses else None,
-             "seconds": round(time.perf_counter() - started, 3),
-             "provenance": provenance(method, {**params, "fold": fold}, {"flow": flow_h5, "folds": folds_csv})}
-    write_fold_outputs(out_dir, test, probabilities, classes, extra)
-
+             "seconds": round(time.perf_counter() - started, 3), "provenance": record}
+    write_fold_with_epochs(out_dir, clips, rows.test, rows.validation, watched[:, n_validation:],
+                           watched[:, :n_validation], losses, classes=classes, selection=selection, inner=inner,
+                           extra=extra, record=record)

@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,7 +54,7 @@ from pipeline.artifacts import provenance
 from pipeline.baselines.clips import AlignedClip, clip_row, iter_aligned_clips, resize_frames
 from pipeline.devices import load_torch_file
 from pipeline.errors import MerflowError
-from pipeline.fold_results import split_fold, write_fold_outputs
+from pipeline.selection import fold_rows, write_fold_with_epochs
 
 # VGG-16: conv widths by block, "M" = 2x2 max pooling (torchvision's configuration "D").
 VGG16_LAYOUT = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
@@ -177,17 +178,21 @@ def clip_frames(frames: np.ndarray, n_frames: int, input_size: int, apex: int) -
 
 def cnn_fold_stage(aligned_h5: Path, folds_csv: Path, fold: int, out_dir: Path, *, classes: Sequence[str],
                    input_size: int, frames_per_clip: int, epochs: int, lr: float, batch_size: int, momentum: float,
-                   weight_decay: float, seed: int, threads: int) -> None:
+                   weight_decay: float, seed: int, threads: int, selections: Sequence[str] = ("last",),
+                   selection: str = "last", inner: Mapping[str, Any] | None = None) -> None:
     """Train VGG-16 from scratch on the training clips' frames of one fold and test on the fold."""
     params = dict(input_size=input_size, frames_per_clip=frames_per_clip, epochs=epochs, lr=lr,
                   batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, seed=seed)
     frame_cnn_fold(aligned_h5, folds_csv, int(fold), out_dir, lambda: vgg16_from_scratch(len(classes), seed),
-                   method="cnn", classes=classes, params=params, threads=threads)
+                   method="cnn", classes=classes, params=params, threads=threads, selections=selections,
+                   selection=selection, inner=inner)
 
 
 def pretrained_cnn_fold_stage(aligned_h5: Path, folds_csv: Path, fold: int, out_dir: Path, *, classes: Sequence[str],
                               weights: str | None, input_size: int, frames_per_clip: int, epochs: int, lr: float,
-                              batch_size: int, momentum: float, weight_decay: float, seed: int, threads: int) -> None:
+                              batch_size: int, momentum: float, weight_decay: float, seed: int, threads: int,
+                              selections: Sequence[str] = ("last",), selection: str = "last",
+                              inner: Mapping[str, Any] | None = None) -> None:
     """Fine-tune the user's VGG-16 on the training clips' frames of one fold and test on the fold."""
     if not weights:
         raise MerflowError("pretrained_cnn needs pretrained_cnn.weights (a VGG-16 state_dict); without it the "
@@ -195,15 +200,37 @@ def pretrained_cnn_fold_stage(aligned_h5: Path, folds_csv: Path, fold: int, out_
     params = dict(weights=os.fspath(weights), input_size=input_size, frames_per_clip=frames_per_clip, epochs=epochs,
                   lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, seed=seed)
     frame_cnn_fold(aligned_h5, folds_csv, int(fold), out_dir, lambda: load_pretrained(weights, len(classes), seed),
-                   method="pretrained_cnn", classes=classes, params=params, threads=threads, weights=weights)
+                   method="pretrained_cnn", classes=classes, params=params, threads=threads, weights=weights,
+                   selections=selections, selection=selection, inner=inner)
+
+
+def cnn_inner_fold_stage(aligned_h5: Path, folds_csv: Path, fold: int, out_dir: Path, **params: Any) -> None:
+    """The CNN on one fold, scored at the epoch best on validation subjects of its training clips."""
+    cnn_fold_stage(aligned_h5, folds_csv, fold, out_dir, selection="inner", **params)
+
+
+def pretrained_cnn_inner_fold_stage(aligned_h5: Path, folds_csv: Path, fold: int, out_dir: Path, **params: Any) -> None:
+    """The pre-trained CNN on one fold, scored at the epoch best on validation subjects of its training clips."""
+    pretrained_cnn_fold_stage(aligned_h5, folds_csv, fold, out_dir, selection="inner", **params)
+
+
+def clip_probabilities(model: VGG16, inputs: Sequence[np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """(len(rows), classes) float32: each clip's mean softmax over its frames, in eval mode."""
+    model.eval()
+    with torch.inference_mode():
+        found = [model(torch.from_numpy(inputs[r])).softmax(dim=1).mean(dim=0).numpy() for r in rows]
+    model.train()
+    return np.stack(found).astype(np.float32) if found else np.zeros((0, 0), np.float32)
 
 
 def frame_cnn_fold(aligned_h5: Path, folds_csv: Path, fold: int, out_dir: Path, make_model: Callable[[], VGG16], *,
                    method: str, classes: Sequence[str], params: dict, threads: int,
-                   weights: str | os.PathLike | None = None) -> None:
+                   weights: str | os.PathLike | None = None, selections: Sequence[str] = ("last",),
+                   selection: str = "last", inner: Mapping[str, Any] | None = None) -> None:
     """Train make_model() on the frames nearest the apex of the fold's training clips (params: input_size,
     frames_per_clip, epochs, lr, batch_size, momentum, weight_decay, seed) and score the test clips by
-    their frames' mean softmax."""
+    their frames' mean softmax: after every epoch with `test` among `selections` or with selection inner
+    (pipeline/selection.py), after the last otherwise."""
     started = time.perf_counter()
     torch.set_num_threads(threads)
     class_index = {name: i for i, name in enumerate(classes)}
@@ -215,28 +242,32 @@ def frame_cnn_fold(aligned_h5: Path, folds_csv: Path, fold: int, out_dir: Path, 
         table.append(clip_row(clip))
     clips = pd.DataFrame(table)
     folds = pd.read_csv(folds_csv, dtype={"clip_id": str, "subject": str, "label": str})
-    train_rows, test_rows = split_fold(clips, folds, fold, os.fspath(aligned_h5))
+    rows = fold_rows(clips, folds, fold, os.fspath(aligned_h5), selection, inner)
+    every_epoch = selection == "inner" or "test" in selections
 
     model = make_model()
-    x_train = torch.from_numpy(np.concatenate([inputs[r] for r in train_rows]))
+    x_train = torch.from_numpy(np.concatenate([inputs[r] for r in rows.train]))
     y_train = torch.from_numpy(np.concatenate([np.full(len(inputs[r]), class_index[clips["label"][r]])
-                                               for r in train_rows]))
+                                               for r in rows.train]))
     optimizer = torch.optim.SGD(model.parameters(), lr=params["lr"], momentum=params["momentum"],
                                 weight_decay=params["weight_decay"])
     generator = torch.Generator().manual_seed(params["seed"])
+    by_epoch = []
     model.train()
-    for _ in tqdm(range(params["epochs"]), desc=f"{method} fold {fold}", unit="epoch"):
+    for epoch in tqdm(range(1, params["epochs"] + 1), desc=f"{method} fold {fold}", unit="epoch"):
         for batch in torch.randperm(len(x_train), generator=generator).split(params["batch_size"]):
             loss = F.cross_entropy(model(x_train[batch]), y_train[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    model.eval()
-    with torch.inference_mode():
-        probabilities = np.stack([model(torch.from_numpy(inputs[r])).softmax(dim=1).mean(dim=0).numpy()
-                                  for r in test_rows]).astype(np.float64)
+        if every_epoch or epoch == params["epochs"]:
+            by_epoch.append(clip_probabilities(model, inputs, rows.watched))
+    watched = np.stack(by_epoch)
+    n_validation = len(rows.validation)
     sources = {"aligned": aligned_h5, "folds": folds_csv, **({"weights": weights} if weights else {})}
-    write_fold_outputs(out_dir, clips.iloc[test_rows], probabilities, classes, {
-        "n_train_clips": len(train_rows), "n_train_samples": len(x_train), "method": method, "fold": fold,
-        "seconds": round(time.perf_counter() - started, 3),
-        "provenance": provenance(method, {**params, "fold": fold}, sources)})
+    record = provenance(method, {**params, "fold": fold, "selection": selection}, sources)
+    extra = {"n_train_clips": len(rows.train), "n_train_samples": len(x_train), "method": method, "fold": fold,
+             "seconds": round(time.perf_counter() - started, 3), "provenance": record}
+    write_fold_with_epochs(out_dir, clips, rows.test, rows.validation, watched[:, n_validation:],
+                           watched[:, :n_validation], [], classes=classes, selection=selection, inner=inner,
+                           extra=extra, record=record, epochs=params["epochs"], every_epoch=every_epoch)

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,8 +44,9 @@ from tqdm import tqdm
 from pipeline.artifacts import atomic_output, open_h5_for_write, provenance, write_array, write_provenance
 from pipeline.baselines.flownets import OFFApexNet, STSTNet, build_network, network_inputs, parameter_count
 from pipeline.flow import read_flow
-from pipeline.fold_results import class_indices, split_fold
+from pipeline.fold_results import class_indices
 from pipeline.protocols import fold_numbers
+from pipeline.selection import fold_rows
 
 # Folds stacked in one pass. More folds per pass only adds memory traffic once their activations outgrow
 # the caches: on a 2-core Xeon, STSTNet took 101-114 ms per fold and epoch with 1-8 folds a pass and
@@ -288,11 +290,11 @@ class FoldAdam:
             parameter.grad = None
 
 
-def padded(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each fold's rows (a list of index tensors, one per fold) as one (B, F) index, padded with row 0 to
-    the longest, and the mask (B, F) of the real entries."""
+def padded(rows: Sequence[torch.Tensor], fill: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each fold's rows (a list of index tensors, one per fold) as one (B, F) index, padded with row `fill`
+    to the longest, and the mask (B, F) of the real entries."""
     width = max(len(r) for r in rows)
-    index = torch.zeros(width, len(rows), dtype=torch.long)
+    index = torch.full((width, len(rows)), fill, dtype=torch.long)
     mask = torch.zeros(width, len(rows), dtype=torch.bool)
     for fold, r in enumerate(rows):
         index[:len(r), fold], mask[:len(r), fold] = r, True
@@ -301,9 +303,11 @@ def padded(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def fit_folds(method: str, inputs: torch.Tensor, labels: torch.Tensor, train_rows: Sequence[torch.Tensor], *,
               n_classes: int, input_size: int, dropout: float, epochs: int, lr: float, batch_size: int, seed: int,
-              desc: str = "train") -> tuple[nn.Module, list[list[float]]]:
+              desc: str = "train", on_epoch: Callable[[nn.Module], None] | None = None
+              ) -> tuple[nn.Module, list[list[float]]]:
     """Train one network per fold (fold f on inputs[train_rows[f]]) together; the stacked model and each
-    fold's mean loss per epoch."""
+    fold's mean loss per epoch. `on_epoch` is called with the network after every epoch (and must leave
+    it in training mode)."""
     folds = len(train_rows)
     torch.manual_seed(seed)
     model = build_network(method, n_classes, input_size, dropout)
@@ -314,6 +318,10 @@ def fit_folds(method: str, inputs: torch.Tensor, labels: torch.Tensor, train_row
     shuffles = [torch.Generator().manual_seed(seed) for _ in range(folds)]
     needs_pairs = method == "ststnet"             # batch normalisation cannot train on a single clip
     losses: list[list[float]] = [[] for _ in range(folds)]
+    # Padding rows read an all-zero input (row len(inputs)): batch normalisation's statistics take their
+    # value as the convolution's bias through the ReLU (`batch_statistics`).
+    inputs = torch.cat([inputs, inputs.new_zeros(1, *inputs.shape[1:])])
+    labels = torch.cat([labels, labels.new_zeros(1)])
     network.train()
     for _ in tqdm(range(epochs), desc=desc, unit="epoch", mininterval=5):
         batches = [rows[torch.randperm(len(rows), generator=g)].split(batch_size)
@@ -322,7 +330,9 @@ def fit_folds(method: str, inputs: torch.Tensor, labels: torch.Tensor, train_row
         for step in range(max(len(b) for b in batches)):
             chosen = [b[step] if step < len(b) and (len(b[step]) > 1 or not needs_pairs) else b[0][:0]
                       for b in batches]
-            index, mask = padded(chosen)
+            if not any(len(c) for c in chosen):
+                continue                          # no fold has a batch at this step
+            index, mask = padded(chosen, fill=len(inputs) - 1)
             logits = network(inputs[index], mask, fold_dropout)
             per_clip = F.cross_entropy(logits.reshape(-1, n_classes), labels[index].reshape(-1),
                                        reduction="none").view(index.shape) * mask
@@ -332,20 +342,32 @@ def fit_folds(method: str, inputs: torch.Tensor, labels: torch.Tensor, train_row
             totals += per_clip.detach().sum(dim=0).double()
         for fold in range(folds):
             losses[fold].append(float(totals[fold]) / len(train_rows[fold]))
+        if on_epoch is not None:
+            on_epoch(network)
     return network, losses
 
 
 def train_folds(method: str, inputs: torch.Tensor, labels: torch.Tensor, train_rows: Sequence[torch.Tensor],
-                test_rows: Sequence[torch.Tensor], *, folds_per_pass: int = FOLDS_PER_PASS,
+                watch_rows: Sequence[torch.Tensor], *, folds_per_pass: int = FOLDS_PER_PASS,
                 **schedule: object) -> tuple[list[torch.Tensor], list[list[float]]]:
-    """Every fold trained (`fit_folds`, `folds_per_pass` folds at a time) and scored on its test rows: each
-    fold's class probabilities and losses per epoch."""
+    """Every fold trained (`fit_folds`, `folds_per_pass` folds at a time) and, after every epoch, scored on its
+    watch rows (its test clips; with inner selection its validation clips too): each fold's class
+    probabilities (epochs, rows, classes) and its losses per epoch. The last epoch's are the trained
+    network's predictions; scoring changes nothing in training (eval mode, no random draw)."""
     probabilities: list[torch.Tensor] = []
     losses: list[list[float]] = []
     for start in range(0, len(train_rows), folds_per_pass):
         part = slice(start, start + folds_per_pass)
-        network, part_losses = fit_folds(method, inputs, labels, train_rows[part], **schedule)  # type: ignore[arg-type]
-        probabilities.extend(predict_folds(network, inputs, test_rows[part]))
+        seen: list[list[torch.Tensor]] = []
+
+        def record(network: nn.Module, rows: Sequence[torch.Tensor] = watch_rows[part],
+                   seen: list[list[torch.Tensor]] = seen) -> None:
+            seen.append(predict_folds(network, inputs, rows))
+            network.train()
+
+        _, part_losses = fit_folds(method, inputs, labels, train_rows[part], on_epoch=record,
+                                   **schedule)  # type: ignore[arg-type]
+        probabilities.extend(torch.stack([epoch[fold] for epoch in seen]) for fold in range(len(part_losses)))
         losses.extend(part_losses)
     return probabilities, losses
 
@@ -361,35 +383,42 @@ def predict_folds(network: nn.Module, inputs: torch.Tensor, test_rows: Sequence[
 
 def folds_stage(method: str, flow_h5: Path, folds_csv: Path, out_h5: Path, *, classes: Sequence[str], input_size: int,
                 epochs: int, lr: float, batch_size: int, dropout: float, seed: int, threads: int,
-                folds_together: bool = True) -> None:
+                folds_together: bool = True, selection: str = "last",
+                inner: Mapping[str, Any] | None = None) -> None:
     """Train `method` on every fold of the folds file together (fixed schedule), score each fold's test
-    clips with its own weights, and write them all to one store."""
+    clips with its own weights after every epoch, and write them all to one store. With selection
+    `inner` (params `epoch_selection`: `inner`) each fold trains without its validation subjects, which
+    are scored after every epoch too (pipeline/selection.py)."""
     started = time.perf_counter()
     torch.set_num_threads(threads)
     flow, clips = read_flow(flow_h5, input_size)
     labels = torch.from_numpy(class_indices(clips["label"].tolist(), classes, os.fspath(flow_h5)))
     folds = pd.read_csv(folds_csv, dtype={"clip_id": str, "subject": str, "label": str})
     numbers = fold_numbers(folds_csv)
-    splits = [split_fold(clips[["clip_id", "subject", "label"]], folds, k, os.fspath(flow_h5)) for k in numbers]
+    splits = [fold_rows(clips, folds, k, os.fspath(flow_h5), selection, inner) for k in numbers]
     inputs = torch.from_numpy(network_inputs(method, flow))
-    probabilities, losses = train_folds(method, inputs, labels, [torch.as_tensor(train) for train, _ in splits],
-                                        [torch.as_tensor(test) for _, test in splits], n_classes=len(classes),
+    probabilities, losses = train_folds(method, inputs, labels, [torch.as_tensor(s.train) for s in splits],
+                                        [torch.as_tensor(s.watched) for s in splits], n_classes=len(classes),
                                         input_size=input_size, dropout=dropout, epochs=epochs, lr=lr,
                                         batch_size=batch_size, seed=seed, desc=f"{method} folds")
     params = dict(classes=list(classes), input_size=input_size, epochs=epochs, lr=lr, batch_size=batch_size,
-                  dropout=dropout, seed=seed, threads=threads, folds_together=folds_together)
+                  dropout=dropout, seed=seed, threads=threads, folds_together=folds_together,
+                  **({"inner": dict(inner or {})} if selection == "inner" else {}))
     weights = parameter_count(build_network(method, len(classes), input_size, dropout))
     seconds = time.perf_counter() - started
     with atomic_output(out_h5) as tmp, open_h5_for_write(tmp) as h5:
         write_provenance(h5, provenance(f"{method}_folds", params, {"flow": flow_h5, "folds": folds_csv}))
         h5.attrs.update({"method": method, "classes": list(classes), "parameters": weights,
-                         "seconds": round(seconds, 3), "folds": len(numbers)})
-        for number, (train, test), probs, fold_losses in zip(numbers, splits, probabilities, losses, strict=True):
+                         "seconds": round(seconds, 3), "folds": len(numbers), "selection": selection})
+        for number, split, probs, fold_losses in zip(numbers, splits, probabilities, losses, strict=True):
             group = h5.create_group(f"fold{number}")
-            write_array(group, "test_rows", np.asarray(test, dtype=np.int64))
-            write_array(group, "probabilities", probs.numpy())
+            n_validation = len(split.validation)
+            write_array(group, "test_rows", np.asarray(split.test, dtype=np.int64))
+            write_array(group, "test_probabilities", probs[:, n_validation:].float().numpy())
             write_array(group, "losses", np.asarray(fold_losses, dtype=np.float64))
-            group.attrs["n_train_clips"] = len(train)
+            write_array(group, "validation_rows", np.asarray(split.validation, dtype=np.int64))
+            write_array(group, "validation_probabilities", probs[:, :n_validation].float().numpy())
+            group.attrs["n_train_clips"] = len(split.train)
     print(f"{method}: {len(numbers)} folds x {epochs} epochs trained together in {seconds:.1f} s")
 
 
@@ -401,3 +430,13 @@ def ststnet_folds_stage(flow_h5: Path, folds_csv: Path, out_h5: Path, **params: 
 def off_apexnet_folds_stage(flow_h5: Path, folds_csv: Path, out_h5: Path, **params: object) -> None:
     """OFF-ApexNet on every fold together."""
     folds_stage("off_apexnet", flow_h5, folds_csv, out_h5, **params)  # type: ignore[arg-type]
+
+
+def ststnet_inner_folds_stage(flow_h5: Path, folds_csv: Path, out_h5: Path, **params: object) -> None:
+    """STSTNet on every fold together, each without its validation subjects (selection inner)."""
+    folds_stage("ststnet", flow_h5, folds_csv, out_h5, selection="inner", **params)  # type: ignore[arg-type]
+
+
+def off_apexnet_inner_folds_stage(flow_h5: Path, folds_csv: Path, out_h5: Path, **params: object) -> None:
+    """OFF-ApexNet on every fold together, each without its validation subjects (selection inner)."""
+    folds_stage("off_apexnet", flow_h5, folds_csv, out_h5, selection="inner", **params)  # type: ignore[arg-type]

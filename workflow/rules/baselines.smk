@@ -4,10 +4,12 @@
 # networks, which read the flow stage's output instead, are in flow.smk. The pre-trained CNN runs only
 # when pretrained_cnn.weights names a file, which is then an input: new weights rerun its folds.
 
-FRAME_CNNS = ("cnn", "pretrained_cnn")  # VGG-16s on single frames: more threads, memory and time
 
+# The frame CNNs also have a rule each for selection inner (their epoch chosen on validation subjects).
+BASELINE_RULES = [*ON_ALIGNED, *(f"{cnn}_inner" for cnn in FRAME_CNNS)]
 
-for baseline in ON_ALIGNED:
+for baseline in BASELINE_RULES:
+    base = baseline.removesuffix("_inner")
 
     rule:
         name:
@@ -22,10 +24,10 @@ for baseline in ON_ALIGNED:
             f"logs/{baseline}/{{ds}}_{{protocol}}_seed{{seed}}_fold{{fold}}.log",
         conda:
             "../../environment.yml"
-        threads: config[baseline]["threads"] if baseline in FRAME_CNNS else 1
+        threads: config[base]["threads"] if base in FRAME_CNNS else 1
         resources:
-            mem_mb=8000 if baseline in FRAME_CNNS else 2000,
-            runtime=240 if baseline in FRAME_CNNS else 30,
+            mem_mb=8000 if base in FRAME_CNNS else 2000,
+            runtime=240 if base in FRAME_CNNS else 30,
         message:
             f"{baseline} on {{wildcards.ds}}, {{wildcards.protocol}} fold {{wildcards.fold}}, seed {{wildcards.seed}}"
         script:

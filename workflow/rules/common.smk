@@ -5,7 +5,7 @@
 from snakemake.utils import validate
 
 from pipeline import paths
-from pipeline.baselines import FLOWNETS, ON_ALIGNED, TRAINED
+from pipeline.baselines import FLOWNETS, FRAME_CNNS, ON_ALIGNED, ON_FLOW, TRAINED
 from pipeline.codedeps import PACKAGE_ROOT, code_deps, module_closure
 from pipeline.config import composites, validate_params
 from pipeline.plan import input_file, run_key

@@ -1,8 +1,8 @@
 # The onset-apex flow networks: the flow stage (flow and strain of every aligned clip, with the apex spotting
-# table); per network (STSTNet, OFF-ApexNet) one job that trains every fold of a (dataset, protocol, seed)
-# together (folds_together, the default), and one job per fold writing the same per-fold files as every
-# other Table 2 row (training the fold itself when folds_together is false). The flow stage runs only when
-# a flow network is listed (the report reads its QC only then).
+# table); per network (STSTNet, OFF-ApexNet) and selection (last, inner) one job that trains every fold of a
+# (dataset, protocol, seed) together (folds_together, the default), and one job per fold writing the same
+# per-fold files as every other Table 2 row (training the fold itself when folds_together is false); HTNet
+# per fold. The flow stage runs only when a flow network is listed.
 
 
 rule flow:
@@ -26,8 +26,12 @@ rule flow:
         "../scripts/stage.py"
 
 
-for flownet in FLOWNETS:
-    flownet_folds = f"{flownet}_folds"
+# One pair of rules per network and training selection (last; inner: the epoch chosen on validation subjects).
+FLOWNET_RULES = [*FLOWNETS, *(f"{flownet}_inner" for flownet in FLOWNETS)]
+
+for flownet_rule in FLOWNET_RULES:
+    flownet = flownet_rule.removesuffix("_inner")
+    flownet_folds = f"{flownet_rule}_folds"
 
     rule:
         name:
@@ -47,21 +51,21 @@ for flownet in FLOWNETS:
             mem_mb=4000,
             runtime=240,
         message:
-            f"{flownet}: every {{wildcards.protocol}} fold of {{wildcards.ds}} trained together, seed {{wildcards.seed}}"
+            f"{flownet_rule}: every {{wildcards.protocol}} fold of {{wildcards.ds}} trained together, seed {{wildcards.seed}}"
         script:
             "../scripts/stage.py"
 
     rule:
         name:
-            flownet
+            flownet_rule
         input:
-            **stage_inputs(flownet),
+            **stage_inputs(flownet_rule),
         output:
-            **stage_outputs(flownet),
+            **stage_outputs(flownet_rule),
         params:
-            p=stage_kwargs(flownet),
+            p=stage_kwargs(flownet_rule),
         log:
-            f"logs/{flownet}/{{ds}}_{{protocol}}_seed{{seed}}_fold{{fold}}.log",
+            f"logs/{flownet_rule}/{{ds}}_{{protocol}}_seed{{seed}}_fold{{fold}}.log",
         conda:
             "../../environment.yml"
         threads: config[flownet]["threads"]
@@ -69,6 +73,31 @@ for flownet in FLOWNETS:
             mem_mb=2000,
             runtime=120,
         message:
-            f"{flownet} on {{wildcards.ds}}, {{wildcards.protocol}} fold {{wildcards.fold}}, seed {{wildcards.seed}}"
+            f"{flownet_rule} on {{wildcards.ds}}, {{wildcards.protocol}} fold {{wildcards.fold}}, seed {{wildcards.seed}}"
+        script:
+            "../scripts/stage.py"
+
+
+# HTNet: one job per fold (139.6 M weights at the authors' size), on a GPU with resources.train_gpus.
+for htnet_rule in ("htnet", "htnet_inner"):
+
+    rule:
+        name:
+            htnet_rule
+        input:
+            **stage_inputs(htnet_rule),
+        output:
+            **stage_outputs(htnet_rule),
+        params:
+            p=stage_kwargs(htnet_rule),
+        log:
+            f"logs/{htnet_rule}/{{ds}}_{{protocol}}_seed{{seed}}_fold{{fold}}.log",
+        conda:
+            "../../environment.yml"
+        threads: config["htnet"]["threads"]
+        resources:
+            **TRAIN_RESOURCES,
+        message:
+            f"{htnet_rule} on {{wildcards.ds}}, {{wildcards.protocol}} fold {{wildcards.fold}}, seed {{wildcards.seed}}"
         script:
             "../scripts/stage.py"
