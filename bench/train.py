@@ -171,7 +171,7 @@ def time_loader(directory: Path, n_clips: int, batch_size: int, repeats: int, co
     of `repeats` epochs is reported."""
     import h5py
 
-    from pipeline.train import SHUFFLE_BUFFER_BYTES, shuffled_batches
+    from pipeline.loader import SHUFFLE_BUFFER_BYTES, shuffled_batches
 
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "loader.h5"

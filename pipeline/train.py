@@ -4,7 +4,8 @@ The schedule is the paper's (Sec. III-A): SGD with momentum 0.9 and weight decay
 of 64, learning rate 1e-3 multiplied by 0.5 after every epoch ("when all minibatches are traversed
 and re-allocated randomly"), training stops when the rate falls below 1e-4, i.e. after 4 epochs.
 Nothing about the test fold is used in training: no early stopping, no epoch picking, and the input
-normalisation comes from the training clips only.
+normalisation comes from the training clips only. The scored network is the last epoch's; params'
+`selection` adds rows whose epoch is chosen otherwise (pipeline/selection.py).
 
 Input, tensors.h5 (the tensors stage)::
 
@@ -18,8 +19,10 @@ are one row of /x, so they are on the same side of the split by construction (as
 
 Output in out_dir, each file written atomically: model.pt (state_dict, config, classes, input
 normalisation, params, provenance), predictions.csv (clip_id, subject, true, predicted, p_<class>),
-metrics.json and train_log.csv (epoch, lr, loss, train_accuracy, seconds). A test clip is scored by
-its mean softmax over its V views; metrics.json also scores its unjittered view alone (`unjittered`).
+metrics.json, train_log.csv (epoch, lr, loss, train_accuracy, seconds) and epochs.h5 (the test clips'
+probabilities after every epoch when params' selection has `test`, else after the last). A test clip is
+scored by its mean softmax over its V views; metrics.json also scores its unjittered view alone
+(`unjittered`).
 
 Resume: after every epoch the fold's whole training state (model, optimizer, epoch, numpy and torch
 RNG states, log) is written atomically to out_dir/checkpoint.pt, which is not a rule output, so
@@ -30,9 +33,10 @@ predictions as an uninterrupted run; the checkpoint is removed once the fold's o
 Input normalisation: one pass over the training clips before training counts each channel's grey
 levels; their mean and std (in [0, 1] units) are stored in the model as buffers and in model.pt.
 
-Memory: the store is streamed. Training reads whole clips (one HDF5 chunk = V variants) into a
-shuffle buffer of about SHUFFLE_BUFFER_BYTES, shuffles samples within it and cuts mini-batches; one
-more buffer is read ahead by a thread, so host memory holds at most two buffers plus one batch.
+Memory: the store is streamed (pipeline/loader.py). Training reads whole clips (one HDF5 chunk = V
+variants) into a shuffle buffer of about SHUFFLE_BUFFER_BYTES, shuffles samples within it and cuts
+mini-batches; one more buffer is read ahead by a thread, so host memory holds at most two buffers plus
+one batch.
 Testing reads one clip at a time. (The activations add ~3 GB at M = 32, batch 64: 3.1 GB peak RSS
 measured on CPU.)
 """
@@ -43,8 +47,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -63,12 +66,12 @@ from pipeline.devices import autocast, check_precision, resolve_device, set_dete
 from pipeline.errors import MerflowError
 from pipeline.fold_results import fold_scores, predictions_table, split_fold, write_fold_results
 from pipeline.jitter import UNJITTERED_VIEW, unjittered_variant
+from pipeline.loader import SHUFFLE_BUFFER_BYTES, channel_histograms, mean_std_from_histograms, shuffled_batches
 from pipeline.model import RCNN, RCNNConfig
 from pipeline.selection import chosen_epoch, inner_extra, inner_split, write_epochs
 
 # "rcnn_feedforward": the same network with only the recurrence removed (pipeline/model.py)
 METHODS = ("rcnn", "rcnn_feedforward")
-SHUFFLE_BUFFER_BYTES = 512 * 2**20   # ~60 CASME II clips x 48 variants; two such buffers at most
 
 
 # --- the split ------------------------------------------------------------------------------------
@@ -85,83 +88,6 @@ def read_clip_table(h5: h5py.File) -> pd.DataFrame:
     if "source" in h5:
         table["source"] = h5["source"].asstr()[()]
     return table
-
-
-# --- input normalisation ----------------------------------------------------------------------------
-
-def channel_histograms(x: h5py.Dataset | np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """(3, 256) counts of each grey level per colour channel over all variants of the given clips."""
-    histograms = np.zeros((3, 256), dtype=np.int64)
-    for row in tqdm(rows, desc="input statistics", unit="clip", file=sys.stderr):
-        clip = x[row]                                   # (V, 3, pixels, frames) uint8
-        for channel in range(3):
-            histograms[channel] += np.bincount(clip[:, channel].ravel(), minlength=256)
-    return histograms
-
-
-def mean_std_from_histograms(histograms: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per-channel mean and standard deviation of the pixel values in [0, 1] units.
-
-    The std is floored at one grey level so that a constant channel does not divide by zero.
-    """
-    values = np.arange(256) / 255.0
-    counts = histograms.sum(axis=1)
-    mean = histograms @ values / counts
-    var = histograms @ values**2 / counts - mean**2
-    std = np.maximum(np.sqrt(np.maximum(var, 0.0)), 1 / 255)
-    return mean.tolist(), std.tolist()
-
-
-# --- streaming, shuffled mini-batches ---------------------------------------------------------------
-
-def read_clips(x: h5py.Dataset | np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """All variants of the given clips, (len(rows), V, 3, pixels, frames); rows read in file order."""
-    out = np.empty((len(rows), *x.shape[1:]), dtype=x.dtype)
-    for i, row in enumerate(rows):
-        out[i] = x[row]
-    return out
-
-
-def shuffled_batches(x: h5py.Dataset | np.ndarray, rows: np.ndarray, labels: np.ndarray, batch_size: int,
-                     rng: np.random.Generator, clips_per_buffer: int
-                     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """One epoch over every variant of every clip in `rows`, each sample exactly once.
-
-    Yields (samples (B, 3, pixels, frames) uint8, labels (B,), sample ids (B,) = row * V + variant).
-    Clips are visited in a random order, `clips_per_buffer` at a time; the samples of a buffer (plus
-    the few left over from the previous one) are shuffled and cut into batches of `batch_size`, the
-    last batch of the epoch may be smaller. The next buffer is read by a thread meanwhile.
-    """
-    n_variants = x.shape[1]
-    order = rng.permutation(rows)
-    groups = [np.sort(order[i:i + clips_per_buffer]) for i in range(0, len(order), clips_per_buffer)]
-    carry_x = np.empty((0, *x.shape[2:]), dtype=x.dtype)
-    carry_y = carry_id = np.empty(0, dtype=np.int64)
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        pending = reader.submit(read_clips, x, groups[0]) if groups else None
-        for g, group in enumerate(groups):
-            buffer = pending.result().reshape(-1, *x.shape[2:])       # (clips * V, 3, pixels, frames)
-            if g + 1 < len(groups):
-                pending = reader.submit(read_clips, x, groups[g + 1])
-            buffer_y = np.repeat(labels[group], n_variants)
-            buffer_id = (group[:, None] * n_variants + np.arange(n_variants)).ravel()
-            perm = rng.permutation(len(buffer))
-            if len(carry_y):                                          # top up last buffer's remainder
-                take, perm = perm[:batch_size - len(carry_y)], perm[batch_size - len(carry_y):]
-                carry_x = np.concatenate([carry_x, buffer[take]])
-                carry_y = np.concatenate([carry_y, buffer_y[take]])
-                carry_id = np.concatenate([carry_id, buffer_id[take]])
-                if len(carry_y) < batch_size:
-                    continue
-                yield carry_x, carry_y, carry_id
-            n_full = len(perm) // batch_size * batch_size
-            for start in range(0, n_full, batch_size):
-                batch = perm[start:start + batch_size]
-                yield buffer[batch], buffer_y[batch], buffer_id[batch]
-            rest = perm[n_full:]
-            carry_x, carry_y, carry_id = buffer[rest], buffer_y[rest], buffer_id[rest]
-    if len(carry_y):
-        yield carry_x, carry_y, carry_id
 
 
 def lr_schedule(lr: float, lr_decay: float, min_lr: float, max_epochs: int) -> list[float]:

@@ -19,9 +19,9 @@ from pipeline import paths
 from pipeline.config import load_params
 from pipeline.errors import ParamsError
 from pipeline.fold_results import fold_table, split_fold
+from pipeline.loader import shuffled_batches
 from pipeline.plan import run_key
 from pipeline.protocols import fold_numbers, folds_stage, kfold_folds, loso_folds, repeat_of_fold
-from pipeline.train import shuffled_batches
 
 INDEX_COLUMNS = ["dataset", "clip_id", "subject", "episode", "emotion", "label", "label_index", "onset",
                  "apex", "offset", "n_frames", "fps", "frames"]

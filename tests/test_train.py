@@ -12,15 +12,10 @@ import torch
 from pipeline import metrics
 from pipeline.errors import BadInputError, MerflowError
 from pipeline.fold_results import split_fold
+from pipeline.loader import channel_histograms, mean_std_from_histograms, shuffled_batches
 from pipeline.predict import build_model, load_checkpoint, mean_softmax
 from pipeline.selection import read_epochs, select_on_test_stage
-from pipeline.train import (
-    channel_histograms,
-    lr_schedule,
-    mean_std_from_histograms,
-    shuffled_batches,
-    train_fold_stage,
-)
+from pipeline.train import lr_schedule, train_fold_stage
 
 # --- metrics -----------------------------------------------------------------------------------------
 
