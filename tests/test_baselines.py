@@ -339,7 +339,8 @@ def test_pretrained_cnn_fine_tunes_a_user_supplied_vgg16(motion_store, tmp_path)
 
 def test_the_cnn_row_is_vgg16_trained_from_scratch_on_single_frames(motion_store, tmp_path):
     """The paper's "CNNs" row: VGG-Face's architecture (VGG-16: 13 convs, fc 4096, 4096) from scratch. Its
-    parameter count for 4 classes is torchvision's VGG-16 with a 4-way last layer (138,357,544 for 1000)."""
+    parameter count for 4 classes is torchvision's VGG-16 with a 4-way last layer (138,357,544 for 1000).
+    With `test` among the selections it records every epoch's test predictions (pipeline/selection.py)."""
     model = vgg16_from_scratch(n_classes=4, seed=0)
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [c.out_channels for c in convs] == [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
@@ -347,32 +348,24 @@ def test_the_cnn_row_is_vgg16_trained_from_scratch_on_single_frames(motion_store
     assert sum(p.numel() for p in model.parameters()) == 138_357_544 - 4096 * 996 - 996
     assert model.eval()(torch.zeros(1, 3, 224, 224)).shape == (1, 4)
     del model
+    # two epochs with test among the selections: the test clips are scored after each (the last epoch's are
+    # the predictions), and the audit row's epoch scores at least as well on accuracy
     out = tmp_path / "fold0"
     cnn_fold_stage(motion_store / "aligned.h5", motion_store / "folds.csv", 0, out, classes=CLASSES, input_size=32,
-                   frames_per_clip=2, epochs=1, lr=0.001, batch_size=16, momentum=0.9, weight_decay=0.0, seed=0,
-                   threads=2)
+                   frames_per_clip=2, epochs=2, lr=0.001, batch_size=16, momentum=0.9, weight_decay=0.0, seed=0,
+                   threads=2, selections=["last", "test"])
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["method"] == "cnn" and metrics["provenance"]["stage"] == "cnn"
     assert metrics["n_test"] == 8 and metrics["n_train_samples"] == 48 and 0 <= metrics["accuracy"] <= 1
     assert "weights" not in metrics["provenance"]["inputs"]
-    assert metrics["selection"] == "last" and metrics["selected_epoch"] == 1
-
-
-def test_the_frame_cnns_record_every_epoch_for_the_test_row(motion_store, tmp_path):
-    """With test among the selections the CNN scores its test clips after each of its epochs (the last
-    epoch's are its predictions); the test row's epoch scores at least as well on accuracy."""
-    params = dict(classes=CLASSES, input_size=32, frames_per_clip=2, epochs=2, lr=0.001, batch_size=16,
-                  momentum=0.9, weight_decay=0.0, seed=0, threads=2)
-    cnn_fold_stage(motion_store / "aligned.h5", motion_store / "folds.csv", 0, tmp_path / "last",
-                   selections=["last", "test"], **params)
-    _, by_epoch, attrs = read_epochs(tmp_path / "last" / "epochs.h5")
+    assert metrics["selection"] == "last" and metrics["selected_epoch"] == 2
+    _, by_epoch, attrs = read_epochs(out / "epochs.h5")
     assert by_epoch.shape == (2, 8, len(CLASSES)) and attrs["every_epoch"]
-    predictions = pd.read_csv(tmp_path / "last" / "predictions.csv")
+    predictions = pd.read_csv(out / "predictions.csv")
     assert np.allclose(predictions[[f"p_{c}" for c in CLASSES]], by_epoch[-1], atol=1e-6)
-    select_on_test_stage(tmp_path / "last" / "epochs.h5", tmp_path / "test", 0, classes=CLASSES, metric="accuracy",
-                         ties="earliest")
-    last, test = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("last", "test"))
-    assert test["accuracy"] >= last["accuracy"] and test["ties"] == "earliest"
+    select_on_test_stage(out / "epochs.h5", tmp_path / "test", 0, classes=CLASSES, metric="accuracy", ties="earliest")
+    test = json.loads((tmp_path / "test" / "metrics.json").read_text())
+    assert test["accuracy"] >= metrics["accuracy"] and test["ties"] == "earliest"
 
 
 def test_table2_rows_follow_the_papers_layout(tmp_path):
