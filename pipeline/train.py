@@ -397,7 +397,8 @@ def train_fold_stage(tensors_h5: Path, folds_csv: Path, fold: int, out_dir: Path
 
         def record(epoch: int, entry: dict) -> None:       # every epoch but the last, scored below
             if every_epoch and epoch < len(rates):
-                entry[WATCHED] = predict_clips(forward_model, x, watched, batch_size, torch_device, precision)[0]
+                probabilities = predict_clips(forward_model, x, watched, batch_size, torch_device, precision)[0]
+                entry[WATCHED] = torch.from_numpy(probabilities)     # a tensor: checkpoints load weights_only
 
         fit = fit_or_resume(model, forward_model, optimizer, x, data, rates, rng, batch_size=batch_size,
                             device=torch_device, precision=precision, checkpoint_path=out_dir / CHECKPOINT_NAME,
@@ -406,7 +407,7 @@ def train_fold_stage(tensors_h5: Path, folds_csv: Path, fold: int, out_dir: Path
         last, unjittered = predict_clips(forward_model, x, watched, batch_size, torch_device, precision,
                                          data.unjittered)
 
-    by_epoch = np.stack([*(entry[WATCHED] for entry in fit.log if WATCHED in entry), last])
+    by_epoch = np.stack([*(np.asarray(entry[WATCHED]) for entry in fit.log if WATCHED in entry), last])
     if every_epoch and len(by_epoch) != len(rates):
         raise MerflowError(f"{out_dir}: {len(by_epoch)} epochs recorded of {len(rates)} (a checkpoint from another "
                            f"run?): remove {out_dir / CHECKPOINT_NAME} and rerun")

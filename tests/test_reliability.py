@@ -124,6 +124,25 @@ def test_a_fold_killed_after_an_epoch_resumes_there_and_ends_identical(fold_inpu
     tally("faults survived", f"SIGKILL of a training fold after epoch {state['epoch']} of 5")
 
 
+def test_a_fold_recording_every_epoch_resumes_with_its_recorded_epochs(fold_inputs, tmp_path):
+    """With `test` among the selections the test clips' probabilities of each epoch live in the checkpoint's
+    log: killed after an epoch and resumed, the fold's epochs.h5 holds every epoch, as uninterrupted."""
+    tensors, folds, _ = fold_inputs
+    params = {**TRAIN, "selections": ["last", "test"]}
+    train_fold_stage(tensors, folds, 0, tmp_path / "whole", **params)
+    out_dir = tmp_path / "fold0"
+    script = (f"from pipeline.train import train_fold_stage\n"
+              f"train_fold_stage({str(tensors)!r}, {str(folds)!r}, 0, {str(out_dir)!r}, **{params!r})\n")
+    status, killed = run_logged([sys.executable, "-c", script], snapshot_env(REPO), tmp_path / "train.log",
+                                kill_when=(out_dir / CHECKPOINT_NAME).exists, poll_s=0.005)
+    assert killed and status == -9, (tmp_path / "train.log").read_text()[-2000:]
+    train_fold_stage(tensors, folds, 0, out_dir, **params)
+    assert json.loads((out_dir / "metrics.json").read_text())["resumed_after_epoch"] >= 1
+    with h5py.File(out_dir / "epochs.h5") as resumed, h5py.File(tmp_path / "whole" / "epochs.h5") as whole:
+        assert resumed["test_probabilities"].shape[0] == 5
+        assert np.array_equal(resumed["test_probabilities"][()], whole["test_probabilities"][()])
+
+
 def test_an_unreadable_checkpoint_is_never_loaded_training_starts_over(fold_inputs, tmp_path, capfd):
     tensors, folds, uninterrupted = fold_inputs
     out_dir = tmp_path / "fold0"
