@@ -30,9 +30,10 @@ import pandas as pd
 
 from pipeline import metrics as metrics_lib
 from pipeline.artifacts import atomic_output
+from pipeline.baselines import SELECTIONS, split_row
 from pipeline.fold_results import fold_table
 from pipeline.protocols import SUBJECT_PROTOCOLS, kfold_k
-from pipeline.selection import TEST_NOTE, split_row
+from pipeline.selection import TEST_NOTE
 
 # The paper's Table 2 (accuracy, 5-fold protocol). Keys: method, dataset layout.
 PAPER_TABLE2: dict[str, dict[str, float]] = {
@@ -84,7 +85,6 @@ TABLE2_COLUMNS = [
 CI_LEVEL = 0.95
 MEGC2019_PROTOCOL = "loso"
 FOLD_MEAN, POOLED = "fold mean", "pooled"
-SELECTION_ORDER = ("last", "inner", "test")
 
 
 def is_megc2019(entry: Mapping) -> bool:
@@ -157,9 +157,10 @@ def table2(folds: pd.DataFrame, datasets: Mapping[str, Mapping], not_run: Mappin
         for ds in datasets:
             for protocol in protocols:
                 data = data_kind(datasets[ds])
-                published = published_numbers(datasets[ds], split_row(method)[0], protocol, data)
+                network, selection = split_row(method)
+                published = published_numbers(datasets[ds], network, protocol, data)
                 note = "; ".join(n for n in (reason, published.pop("note", None)) if n)
-                rows.append({"method": method, "method_name": row_title(method), "selection": split_row(method)[1],
+                rows.append({"method": method, "method_name": row_title(method), "selection": selection,
                              "dataset": ds,
                              "data": data, "protocol": protocol, "headline": headline_of(protocol),
                              "subject_independent": is_subject_independent(protocol), "folds": 0, "seeds": 0,
@@ -291,9 +292,9 @@ def paper_row_order(row: Mapping, datasets: Sequence[str], protocols: Sequence[s
         return (order.index(name) if name in order else len(order), name)
 
     parent, _, source = row["dataset"].partition("/")
-    return (rank(parent, datasets), source, rank(row["protocol"], protocols),
-            rank(split_row(row["method"])[0], list(METHOD_NAMES)), SELECTION_ORDER.index(split_row(row["method"])[1])
-            if split_row(row["method"])[1] in SELECTION_ORDER else len(SELECTION_ORDER))
+    method, selection = split_row(row["method"])
+    return (rank(parent, datasets), source, rank(row["protocol"], protocols), rank(method, list(METHOD_NAMES)),
+            rank(selection, SELECTIONS))
 
 
 def metrics_summary(table: pd.DataFrame) -> dict:

@@ -15,11 +15,11 @@ from typing import Any
 import yaml
 
 from pipeline import paths
-from pipeline.baselines import BASELINES, TRAINED, methods_to_run, rows_to_run, seeds_of
+from pipeline.baselines import BASELINES, seeds_of
 from pipeline.codedeps import code_deps, module_closure
 from pipeline.config import composites
 from pipeline.errors import MerflowError
-from pipeline.plan import input_paths, output_files, stage_datasets, synthetic_layouts, wildcard_values
+from pipeline.plan import input_paths, output_files, stage_datasets, synthetic_layouts, trained_methods, wildcard_values
 from pipeline.protocols import SUBJECT_PROTOCOLS, kfold_k, planned_folds
 from pipeline.stages import STAGES, TRAIN_FILES, Stage
 
@@ -110,9 +110,8 @@ def dvc_stages(params: Mapping) -> dict:
                  for k, protocols in sorted(by_k.items())]
             for name, protocols, folds in groups:
                 matrix: dict[str, Any] = {"ds": names, "protocol": protocols}
-                if "method" in stage.wildcards:    # the RCNN's methods (a row's, {method}-inner: where it runs)
-                    matrix["method"] = [m for m in methods_to_run(params) if m in TRAINED
-                                        and (stage.row is None or stage.row.format(method=m) in rows_to_run(params))]
+                if "method" in stage.wildcards:
+                    matrix["method"] = trained_methods(stage, params)
                 if "seed" in stage.wildcards:   # the train stage's methods all run with `seeds`
                     matrix["seed"] = seeds_of(params, matrix.get("method", [stage.method or stage.name])[0])
                 if folds:

@@ -137,16 +137,22 @@ def wildcard_values(stage: Stage, params: Mapping, folds_of: FoldsOf = saved_fol
         "layout": lambda i: synthetic_layouts(params),
         "ds": lambda i: stage_datasets(stage, params),
         "protocol": lambda i: list(params["protocols"]),
-        "method": lambda i: [m for m in methods_to_run(params) if m in TRAINED],
+        "method": lambda i: trained_methods(stage, params),
         "seed": lambda i: seeds_of(params, i.get("method", stage.method or stage.name)),
         "fold": lambda i: fold_numbers_of(params, i["ds"], i["protocol"], folds_of),
     }
     instances: list[dict[str, Any]] = [{}]
     for wildcard in stage.wildcards:
         instances = [{**i, wildcard: value} for i in instances for value in choices[wildcard](i)]
-    if row is not None and "{" in row:          # a row per method ({method}-inner): only the rows that run
-        instances = [i for i in instances if row.format(**i) in rows_to_run(params)]
     return instances
+
+
+def trained_methods(stage: Stage, params: Mapping) -> list[str]:
+    """The RCNN's methods a stage with a {method} wildcard runs for: those listed, and of a row per method
+    ({method}-inner) only those whose row runs."""
+    running = rows_to_run(params)
+    return [m for m in methods_to_run(params) if m in TRAINED
+            and (stage.row is None or stage.row.format(method=m) in running)]
 
 
 def stage_datasets(stage: Stage, params: Mapping) -> list[str]:

@@ -20,6 +20,7 @@ import pandas as pd
 from pipeline import __version__
 from pipeline.aggregate import MEGC2019_PUBLISHED, METHOD_NAMES
 from pipeline.artifacts import atomic_directory, atomic_output
+from pipeline.baselines import split_row
 from pipeline.figures import (
     apex_error_figure,
     confusion_figure,
@@ -139,7 +140,7 @@ def selection_html(table: pd.DataFrame) -> str:
     if "selection" not in table or not table["selection"].isin(["inner", "test"]).any():
         return ""
     scored = table[table["folds"].fillna(0) > 0]
-    method = scored["method"].astype(str).str.partition("-")[0]
+    method = scored["method"].astype(str).map(lambda row: split_row(row)[0])
     header = ["method", "dataset", "protocol", "published UF1 / UAR", "test (as coded) UF1 / UAR",
               "inner UF1 / UAR", "last UF1 / UAR", "UF1 gap test − last", "UF1 gap test − inner"]
     rows = []

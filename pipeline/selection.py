@@ -41,22 +41,10 @@ from pipeline.artifacts import atomic_output, attr_value, open_h5_for_write, pro
 from pipeline.errors import BadInputError
 from pipeline.fold_results import class_indices, split_fold, write_fold_outputs
 
-SELECTIONS = ("last", "inner", "test")
 METRICS = ("accuracy", "uf1")
 TIES = ("latest", "earliest")   # latest: a later epoch as good replaces the best (HTNet's <=); earliest: CausalNet's <
 TEST_NOTE = ("selection = test: the epoch was chosen on this fold's own test labels (the practice of HTNet's and "
              "CausalNet's published code); an audit number, not an estimate of accuracy on unseen subjects")
-
-
-def row_name(method: str, selection: str) -> str:
-    """The name of a Table 2 row and its results folder: the method for `last`, method-selection otherwise."""
-    return method if selection == "last" else f"{method}-{selection}"
-
-
-def split_row(row: str) -> tuple[str, str]:
-    """(method, selection) of a row name."""
-    method, _, selection = row.partition("-")
-    return method, selection or "last"
 
 
 def epoch_scores(probabilities: np.ndarray, labels: np.ndarray, metric: str) -> np.ndarray:
@@ -77,26 +65,6 @@ def choose_epoch(scores: Sequence[float], ties: str) -> int:
     scores = np.asarray(scores, dtype=np.float64)
     best = np.flatnonzero(scores == scores.max())
     return int(best[-1] if ties == "latest" else best[0]) + 1
-
-
-def chosen_epoch(selection: str, validation_probabilities: np.ndarray | None, validation: pd.DataFrame | None,
-                 classes: Sequence[str], inner: Mapping[str, Any] | None, epochs: int) -> tuple[int, np.ndarray | None]:
-    """The epoch a trained fold is scored at (1-based) and, with inner, the validation score of every epoch:
-    the last epoch, or the one best on the validation clips (their labels only)."""
-    if selection != "inner":
-        return epochs, None
-    metric, ties = (inner or {}).get("metric", "accuracy"), (inner or {}).get("ties", "latest")
-    labels = class_indices(validation["label"].tolist(), classes, "the validation clips")
-    scores = epoch_scores(np.asarray(validation_probabilities), labels, metric)
-    return choose_epoch(scores, ties), scores
-
-
-def inner_extra(validation: pd.DataFrame, scores: np.ndarray, inner: Mapping[str, Any]) -> dict[str, Any]:
-    """What metrics.json says of an inner selection."""
-    metric, ties = inner.get("metric", "accuracy"), inner.get("ties", "latest")
-    return {"selected_by": f"validation {metric}, {ties} best", "n_validation_clips": len(validation),
-            "validation_subjects": sorted(set(validation["subject"].astype(str))),
-            f"validation_{metric}_by_epoch": [round(float(s), 6) for s in scores]}
 
 
 def validation_subjects(subjects: Sequence[str], labels: Sequence[str], fraction: float, seed: int) -> list[str]:
@@ -200,33 +168,56 @@ def write_epochs(path: str | os.PathLike, test: pd.DataFrame, test_probabilities
             write_array(h5, "validation_scores", np.asarray(validation_scores, dtype=np.float64))
 
 
-def write_fold_with_epochs(out_dir: str | os.PathLike, clips: pd.DataFrame, test_rows: np.ndarray,
-                           validation_rows: np.ndarray,
-                           test_probabilities: np.ndarray, validation_probabilities: np.ndarray,
-                           losses: Sequence[float], *, classes: Sequence[str], selection: str,
-                           inner: Mapping[str, Any] | None, extra: Mapping[str, Any],
-                           record: Mapping[str, Any] | None = None, epochs: int | None = None,
-                           every_epoch: bool = True) -> None:
-    """A trained fold's three files: epochs.h5 (every epoch's test predictions, and validation's with inner
-    selection), and predictions.csv and metrics.json at the selected epoch: the last, or (inner) the one
-    that scores best on the validation clips. Only validation labels are read to choose. `epochs`: the
-    schedule's (default: the epochs recorded); `every_epoch` false: only the last epoch was recorded."""
-    epochs = epochs or len(test_probabilities)
-    metric, ties = (inner or {}).get("metric", "accuracy"), (inner or {}).get("ties", "latest")
-    validation = clips.iloc[validation_rows] if selection == "inner" else None
-    chosen, scores = chosen_epoch(selection, validation_probabilities, validation, classes, inner, epochs)
-    test = clips.iloc[test_rows]
-    write_epochs(Path(out_dir) / "epochs.h5", test, test_probabilities, losses, classes=classes, selection=selection,
+def selection_rule(inner: Mapping[str, Any] | None) -> tuple[str, str]:
+    """The metric and tie rule an epoch is chosen by (params' epoch_selection; the defaults without it)."""
+    return (inner or {}).get("metric", "accuracy"), (inner or {}).get("ties", "latest")
+
+
+def record_epochs(path: str | os.PathLike, clips: pd.DataFrame, test_rows: np.ndarray, validation_rows: np.ndarray,
+                  watched: np.ndarray, losses: Sequence[float], *, classes: Sequence[str], selection: str,
+                  inner: Mapping[str, Any] | None, epochs: int | None = None, every_epoch: bool = True,
+                  record: Mapping[str, Any] | None = None,
+                  n_train_clips: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Choose a trained fold's scored epoch and write its epochs.h5. `watched`: the class probabilities of
+    the validation rows, then the test rows, after each recorded epoch (epochs x rows x classes); `epochs`:
+    the schedule's (default: the epochs recorded); `every_epoch` false: only the last epoch was recorded.
+    The epoch is the last, or (inner) the one that scores best on the validation clips: only validation
+    labels are read. Returns the test clips' probabilities at that epoch and what metrics.json says of it."""
+    epochs = epochs or len(watched)
+    metric, ties = selection_rule(inner)
+    n_validation = len(validation_rows)
+    validation, validation_probabilities, scores = None, None, None
+    chosen = epochs
+    if selection == "inner":
+        validation, validation_probabilities = clips.iloc[validation_rows], watched[:, :n_validation]
+        labels = class_indices(validation["label"].tolist(), classes, "the validation clips")
+        scores = epoch_scores(validation_probabilities, labels, metric)
+        chosen = choose_epoch(scores, ties)
+    test_probabilities = watched[:, n_validation:]
+    write_epochs(path, clips.iloc[test_rows], test_probabilities, losses, classes=classes, selection=selection,
                  chosen_epoch=chosen, metric=metric, ties=ties, validation=validation,
-                 validation_probabilities=validation_probabilities if validation is not None else None,
-                 validation_scores=scores, record=record, n_train_clips=extra.get("n_train_clips"),
-                 every_epoch=every_epoch)
-    chosen_extra: dict[str, Any] = {"selection": selection, "selected_epoch": chosen, "epochs": epochs}
+                 validation_probabilities=validation_probabilities, validation_scores=scores, record=record,
+                 n_train_clips=n_train_clips, every_epoch=every_epoch)
+    said: dict[str, Any] = {"selection": selection, "selected_epoch": chosen, "epochs": epochs}
     if validation is not None:
-        chosen_extra |= inner_extra(validation, scores, inner or {})
-    at = chosen - 1 if every_epoch else -1
-    write_fold_outputs(out_dir, test, np.asarray(test_probabilities[at], dtype=np.float64), classes,
-                       {**extra, **chosen_extra})
+        said |= {"selected_by": f"validation {metric}, {ties} best", "n_validation_clips": n_validation,
+                 "validation_subjects": sorted(set(validation["subject"].astype(str))),
+                 f"validation_{metric}_by_epoch": [round(float(s), 6) for s in scores]}
+    return np.asarray(test_probabilities[chosen - 1 if every_epoch else -1], dtype=np.float64), said
+
+
+def write_fold_with_epochs(out_dir: str | os.PathLike, clips: pd.DataFrame, test_rows: np.ndarray,
+                           validation_rows: np.ndarray, watched: np.ndarray, losses: Sequence[float], *,
+                           classes: Sequence[str], selection: str, inner: Mapping[str, Any] | None,
+                           extra: Mapping[str, Any], record: Mapping[str, Any] | None = None,
+                           epochs: int | None = None, every_epoch: bool = True) -> None:
+    """A trained fold's three files: epochs.h5 (`record_epochs`), and predictions.csv and metrics.json at the
+    chosen epoch."""
+    probabilities, said = record_epochs(Path(out_dir) / "epochs.h5", clips, test_rows, validation_rows, watched,
+                                        losses, classes=classes, selection=selection, inner=inner, epochs=epochs,
+                                        every_epoch=every_epoch, record=record,
+                                        n_train_clips=extra.get("n_train_clips"))
+    write_fold_outputs(out_dir, clips.iloc[test_rows], probabilities, classes, {**extra, **said})
 
 
 def read_epochs(path: str | os.PathLike) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:

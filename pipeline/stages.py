@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline import paths
-from pipeline.baselines import BASELINES, FLOWNETS, FRAME_CNNS, HANDCRAFTED, ON_FLOW
+from pipeline.baselines import BASELINES, FLOWNETS, FRAME_CNNS, HANDCRAFTED, ON_FLOW, row_name
 from pipeline.config import aggregate_params, composite_index_params, index_params
 
 # --- inputs and outputs ------------------------------------------------------------------------------
@@ -187,10 +187,15 @@ def trained_store(row: str) -> str:
     return paths.FOLDS_TRAINED.replace("{method}", row)
 
 
+def selection_names(method: str, selection: str) -> tuple[str, str]:
+    """A network's stage name for a training selection (ststnet, ststnet_inner) and its Table 2 row."""
+    return (method if selection == "last" else f"{method}_{selection}"), row_name(method, selection)
+
+
 def flownet_stages(method: str, selection: str) -> list[Stage]:
     """A flow network's stages for one selection (last or inner): every fold trained together, and the
     per-fold files (from that store, or the fold trained alone)."""
-    name, row = (method, method) if selection == "last" else (f"{method}_{selection}", f"{method}-{selection}")
+    name, row = selection_names(method, selection)
     params = (Section(method), SEED, CLASSES, *((INNER,) if selection == "inner" else ()))
     return [Stage(name=f"{name}_folds", function=f"pipeline.baselines.stacked:{name}_folds_stage",
                   inputs={"flow_h5": paths.FLOW, "folds_csv": paths.FOLDS}, outputs={"out_h5": trained_store(row)},
@@ -205,7 +210,7 @@ def flownet_stages(method: str, selection: str) -> list[Stage]:
 
 def frame_cnn_stage(method: str, selection: str) -> Stage:
     """A single-frame CNN's per-fold stage for one selection (last or inner)."""
-    name, row = (method, method) if selection == "last" else (f"{method}_{selection}", f"{method}-{selection}")
+    name, row = selection_names(method, selection)
     weights = {"weights_file": Dependency(ParamFile("pretrained_cnn.weights"))} if method == "pretrained_cnn" else {}
     return Stage(name=name, function=f"pipeline.baselines.frame_cnns:{name}_fold_stage",
                  inputs={"aligned_h5": paths.ALIGNED, "folds_csv": paths.FOLDS, **weights},
@@ -215,7 +220,7 @@ def frame_cnn_stage(method: str, selection: str) -> Stage:
 
 
 def htnet_stage(selection: str) -> Stage:
-    name, row = ("htnet", "htnet") if selection == "last" else (f"htnet_{selection}", f"htnet-{selection}")
+    name, row = selection_names("htnet", selection)
     return Stage(name=name, function=f"pipeline.baselines.htnet:{name}_fold_stage",
                  inputs={"flow_h5": paths.FLOW, "aligned_h5": paths.ALIGNED, "folds_csv": paths.FOLDS},
                  outputs=fold_outputs(method_fold_dir(row), EPOCH_FILES), wildcards=FOLD_WILDCARDS,
@@ -223,17 +228,15 @@ def htnet_stage(selection: str) -> Stage:
                  audit="metrics", method="htnet", row=row)
 
 
-def test_row_stage(method: str, fold_dir: str | None = None,
-                         wildcards: tuple[str, ...] = FOLD_WILDCARDS) -> Stage:
-    """selection test (audits only): a fold's predictions at the epoch best on its own test labels, from the
-    epochs.h5 of the method's `last` run (`train`: the RCNN's, {method} a wildcard)."""
-    fold_dir = fold_dir or method_fold_dir(method)
-    named = "{method}" if method == "train" else method
-    return Stage(name=f"{method}_test", function="pipeline.selection:select_on_test_stage",
-                 inputs={"epochs_h5": f"{fold_dir}/epochs.h5"},
-                 outputs=fold_outputs(method_fold_dir(f"{named}-test"), BASELINE_FILES), wildcards=wildcards,
+def test_row_stage(name: str, method: str, wildcards: tuple[str, ...] = FOLD_WILDCARDS) -> Stage:
+    """selection test (audits only), stage `name`_test: a fold's predictions at the epoch best on its own test
+    labels, from the epochs.h5 of `method`'s last run ("{method}": the RCNN's, a wildcard)."""
+    row = row_name(method, "test")
+    return Stage(name=f"{name}_test", function="pipeline.selection:select_on_test_stage",
+                 inputs={"epochs_h5": f"{method_fold_dir(method)}/epochs.h5"},
+                 outputs=fold_outputs(method_fold_dir(row), BASELINE_FILES), wildcards=wildcards,
                  params=(CLASSES, Key("metric", "epoch_selection.metric"), Key("ties", "epoch_selection.ties")),
-                 audit="metrics", method=None if method == "train" else method, row=f"{named}-test")
+                 audit="metrics", method=None if "{" in method else method, row=row)
 
 
 STAGES: dict[str, Stage] = {stage.name: stage for stage in [
@@ -277,9 +280,10 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in [
           params=(Section("train"), SEED, FromWildcard("method"), SELECTIONS), audit="model"),
     Stage(name="train_inner", function="pipeline.train:train_inner_fold_stage",
           inputs={"tensors_h5": paths.TENSORS, "folds_csv": paths.FOLDS},
-          outputs=fold_outputs(method_fold_dir("{method}-inner"), TRAIN_FILES), wildcards=TRAIN_WILDCARDS,
-          params=(Section("train"), SEED, FromWildcard("method"), INNER), audit="model", row="{method}-inner"),
-    test_row_stage("train", fold_dir=paths.FOLD_DIR, wildcards=TRAIN_WILDCARDS),
+          outputs=fold_outputs(method_fold_dir(row_name("{method}", "inner")), TRAIN_FILES),
+          wildcards=TRAIN_WILDCARDS, params=(Section("train"), SEED, FromWildcard("method"), INNER), audit="model",
+          row=row_name("{method}", "inner")),
+    test_row_stage("train", "{method}", TRAIN_WILDCARDS),
     *(Stage(name=method, function=f"pipeline.baselines.handcrafted:{method}_fold_stage",
             inputs={"aligned_h5": paths.ALIGNED, "folds_csv": paths.FOLDS},
             outputs=fold_outputs(method_fold_dir(method), BASELINE_FILES), wildcards=FOLD_WILDCARDS,
@@ -287,7 +291,7 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in [
       for method in HANDCRAFTED),
     # The single-frame CNNs (selections: whether to score the test clips after every epoch, for the test row).
     *(frame_cnn_stage(method, selection) for method in FRAME_CNNS for selection in ("last", "inner")),
-    *(test_row_stage(method) for method in FRAME_CNNS),
+    *(test_row_stage(method, method) for method in FRAME_CNNS),
     Stage(name="flow", function="pipeline.flow:flow_stage",
           inputs={"aligned_h5": paths.ALIGNED},
           outputs={"out_h5": paths.FLOW, "qc_dir": Folder(paths.FLOW_QC), "apex_csv": paths.APEX_SPOTTING},
@@ -298,7 +302,7 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in [
     # row per selection: inner trains again (its own folder, method-inner), test reads the last run's epochs.
     *(stage for method in FLOWNETS for selection in ("last", "inner") for stage in flownet_stages(method, selection)),
     htnet_stage("last"), htnet_stage("inner"),
-    *(test_row_stage(method) for method in ON_FLOW),
+    *(test_row_stage(method, method) for method in ON_FLOW),
     Stage(name="aggregate", function="pipeline.aggregate:aggregate_stage",
           inputs={"metrics_paths": FoldFiles("metrics.json")},
           outputs={"out_csv": paths.RUN_TABLE2, "metrics_json": paths.RUN_METRICS, "folds_csv": paths.RUN_FOLD_METRICS},

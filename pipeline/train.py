@@ -68,7 +68,7 @@ from pipeline.fold_results import fold_scores, predictions_table, split_fold, wr
 from pipeline.jitter import UNJITTERED_VIEW, unjittered_variant
 from pipeline.loader import SHUFFLE_BUFFER_BYTES, channel_histograms, mean_std_from_histograms, shuffled_batches
 from pipeline.model import RCNN, RCNNConfig
-from pipeline.selection import chosen_epoch, inner_extra, inner_split, write_epochs
+from pipeline.selection import inner_split, record_epochs
 
 # "rcnn_feedforward": the same network with only the recurrence removed (pipeline/model.py)
 METHODS = ("rcnn", "rcnn_feedforward")
@@ -411,26 +411,17 @@ def train_fold_stage(tensors_h5: Path, folds_csv: Path, fold: int, out_dir: Path
     if every_epoch and len(by_epoch) != len(rates):
         raise MerflowError(f"{out_dir}: {len(by_epoch)} epochs recorded of {len(rates)} (a checkpoint from another "
                            f"run?): remove {out_dir / CHECKPOINT_NAME} and rerun")
-    n_validation = len(validation_rows)
-    validation = data.clips.iloc[validation_rows] if selection == "inner" else None
-    chosen, scores = chosen_epoch(selection, by_epoch[:, :n_validation], validation, data.classes, inner, len(rates))
-    index = chosen - 1 if every_epoch else -1
-    probabilities = by_epoch[index, n_validation:]
-    unjittered = unjittered[n_validation:] if unjittered is not None and chosen == len(rates) else None
-    test = data.clips.iloc[data.test_rows]
-    record_params = provenance("train", params, {"tensors": tensors_h5, "folds": folds_csv})
-    write_epochs(out_dir / "epochs.h5", test, by_epoch[:, n_validation:], [e["loss"] for e in fit.log],
-                 classes=data.classes, selection=selection, chosen_epoch=chosen,
-                 metric=(inner or {}).get("metric", "accuracy"), ties=(inner or {}).get("ties", "latest"),
-                 validation=validation, validation_probabilities=by_epoch[:, :n_validation] if n_validation else None,
-                 validation_scores=scores, record=record_params, n_train_clips=len(data.train_rows),
-                 every_epoch=every_epoch)
-    predictions = predictions_table(test, probabilities, data.classes)
+    probabilities, said = record_epochs(
+        out_dir / "epochs.h5", data.clips, data.test_rows, validation_rows, by_epoch, [e["loss"] for e in fit.log],
+        classes=data.classes, selection=selection, inner=inner, epochs=len(rates), every_epoch=every_epoch,
+        record=provenance("train", params, {"tensors": tensors_h5, "folds": folds_csv}),
+        n_train_clips=len(data.train_rows))
+    scored_last = said["selected_epoch"] == len(rates)     # the unjittered views were scored after the last epoch
+    unjittered = unjittered[len(validation_rows):] if unjittered is not None and scored_last else None
+    predictions = predictions_table(data.clips.iloc[data.test_rows], probabilities, data.classes)
     scores_json = fold_metrics(data, probabilities, fit, epochs=len(rates),
                                seconds=round(time.perf_counter() - started, 3), device=torch_device,
-                               precision=precision, method=method, fold=fold, unjittered=unjittered)
-    scores_json |= {"selection": selection, "selected_epoch": chosen,
-                    **(inner_extra(validation, scores, inner or {}) if validation is not None else {})}
+                               precision=precision, method=method, fold=fold, unjittered=unjittered) | said
     write_fold_outputs(out_dir, model, mean, std, params, {"tensors": tensors_h5, "folds": folds_csv}, predictions,
                        fit.log, scores_json)
 

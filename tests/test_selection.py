@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.baselines import rows_to_run
+from pipeline.baselines import rows_to_run, split_row
 from pipeline.config import load_params, validate_params
 from pipeline.errors import ParamsError
 from pipeline.protocols import kfold_folds
 from pipeline.runner import stage_function
-from pipeline.selection import choose_epoch, epoch_scores, read_epochs, split_row, validation_subjects
+from pipeline.selection import choose_epoch, epoch_scores, read_epochs, validation_subjects
 from pipeline.stages import STAGES
 from tests.test_flow import CLASSES, FLOW_PARAMS, SMALL, write_motion_store
 

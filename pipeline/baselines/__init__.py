@@ -48,12 +48,18 @@ def any_method_runs(params: Mapping, methods: tuple[str, ...]) -> bool:
 def seeds_of(params: Mapping, method: str) -> list[int]:
     """The seeds a method (or a row of it) runs with: every seed of `seeds` for a network; the hand-crafted
     baselines, which are deterministic given their features, once, at svm.seed (TICS's pixel sample)."""
-    return list(params["seeds"]) if row_method(method) in SEEDED else [int(params["svm"]["seed"])]
+    return list(params["seeds"]) if split_row(method)[0] in SEEDED else [int(params["svm"]["seed"])]
 
 
-def row_method(row: str) -> str:
-    """The method of a Table 2 row ("ststnet-test" -> "ststnet")."""
-    return row.partition("-")[0]
+def row_name(method: str, selection: str) -> str:
+    """The name of a Table 2 row and its results folder: the method for `last`, method-selection otherwise."""
+    return method if selection == "last" else f"{method}-{selection}"
+
+
+def split_row(row: str) -> tuple[str, str]:
+    """(method, selection) of a row name ("ststnet-test" -> ("ststnet", "test"))."""
+    method, _, selection = row.partition("-")
+    return method, selection or "last"
 
 
 def rows_to_run(params: Mapping) -> list[str]:
@@ -61,7 +67,7 @@ def rows_to_run(params: Mapping) -> list[str]:
     row per further selection of params' `selection` (method-inner, method-test)."""
     selections = [s for s in params.get("selection", ["last"]) if s != "last"]
     return [row for method in methods_to_run(params)
-            for row in [method, *(f"{method}-{s}" for s in selections if method in SELECTABLE)]]
+            for row in [method, *(row_name(method, s) for s in selections if method in SELECTABLE)]]
 
 
 def methods_not_run(params: Mapping) -> dict[str, str]:

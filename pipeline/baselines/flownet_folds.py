@@ -34,8 +34,8 @@ def flownet_fold_stage(method: str, flow_h5: Path, folds_csv: Path, fold: int, o
         if f"fold{fold}" not in h5:
             raise BadInputError(f"fold {fold}", trained_h5, f"has no fold {fold} (folds: {', '.join(h5)})")
         group = h5[f"fold{fold}"]
-        arrays = {name: group[name][()] for name in ("test_rows", "test_probabilities", "validation_rows",
-                                                      "validation_probabilities", "losses")}
+        arrays = {name: group[name][()] for name in ("test_rows", "validation_rows", "watched_probabilities",
+                                                      "losses")}
         n_train = int(group.attrs["n_train_clips"])
         weights, seconds = int(h5.attrs["parameters"]), float(h5.attrs["seconds"])
         trained_classes = [str(attr_value(c)) for c in h5.attrs["classes"]]
@@ -50,9 +50,8 @@ def flownet_fold_stage(method: str, flow_h5: Path, folds_csv: Path, fold: int, o
     record = provenance(method, {**params, "fold": fold, "selection": selection},
                         {"flow": flow_h5, "folds": folds_csv, "trained": trained_h5})
     write_fold_with_epochs(out_dir, clips, arrays["test_rows"], arrays["validation_rows"],
-                           arrays["test_probabilities"], arrays["validation_probabilities"], losses,
-                           classes=classes, selection=selection, inner=inner, extra={**extra, "provenance": record},
-                           record=record)
+                           arrays["watched_probabilities"], losses, classes=classes, selection=selection,
+                           inner=inner, extra={**extra, "provenance": record}, record=record)
 
 
 def ststnet_fold_stage(flow_h5: Path, folds_csv: Path, fold: int, out_dir: Path, **params: object) -> None:

@@ -189,12 +189,9 @@ def flownet_fold(method: str, flow_h5: Path, folds_csv: Path, fold: int, out_dir
     recorder = EpochRecorder(inputs[rows.watched])
     losses = fit_network(model, inputs[rows.train], labels[rows.train], epochs=epochs, lr=lr, batch_size=batch_size,
                          seed=seed, desc=f"{method} fold {fold}", on_epoch=recorder)
-    watched = recorder.probabilities()
-    n_validation = len(rows.validation)
     record = provenance(method, {**params, "fold": fold, "selection": selection}, {"flow": flow_h5, "folds": folds_csv})
     extra = {"n_train_clips": len(rows.train), "method": method, "fold": fold, "parameters": parameter_count(model),
              "final_train_loss": round(losses[-1], 6) if losses else None,
              "seconds": round(time.perf_counter() - started, 3), "provenance": record}
-    write_fold_with_epochs(out_dir, clips, rows.test, rows.validation, watched[:, n_validation:],
-                           watched[:, :n_validation], losses, classes=classes, selection=selection, inner=inner,
-                           extra=extra, record=record)
+    write_fold_with_epochs(out_dir, clips, rows.test, rows.validation, recorder.probabilities(), losses,
+                           classes=classes, selection=selection, inner=inner, extra=extra, record=record)

@@ -262,12 +262,10 @@ def frame_cnn_fold(aligned_h5: Path, folds_csv: Path, fold: int, out_dir: Path, 
             optimizer.step()
         if every_epoch or epoch == params["epochs"]:
             by_epoch.append(clip_probabilities(model, inputs, rows.watched))
-    watched = np.stack(by_epoch)
-    n_validation = len(rows.validation)
     sources = {"aligned": aligned_h5, "folds": folds_csv, **({"weights": weights} if weights else {})}
     record = provenance(method, {**params, "fold": fold, "selection": selection}, sources)
     extra = {"n_train_clips": len(rows.train), "n_train_samples": len(x_train), "method": method, "fold": fold,
              "seconds": round(time.perf_counter() - started, 3), "provenance": record}
-    write_fold_with_epochs(out_dir, clips, rows.test, rows.validation, watched[:, n_validation:],
-                           watched[:, :n_validation], [], classes=classes, selection=selection, inner=inner,
-                           extra=extra, record=record, epochs=params["epochs"], every_epoch=every_epoch)
+    write_fold_with_epochs(out_dir, clips, rows.test, rows.validation, np.stack(by_epoch), [], classes=classes,
+                           selection=selection, inner=inner, extra=extra, record=record, epochs=params["epochs"],
+                           every_epoch=every_epoch)

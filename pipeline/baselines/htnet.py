@@ -242,8 +242,6 @@ def htnet_fold(flow_h5: Path, aligned_h5: Path, folds_csv: Path, fold: int, out_
     recorder = EpochRecorder(inputs[rows.watched].to(target))
     losses = fit_network(model, inputs[rows.train].to(target), labels[rows.train].to(target), epochs=epochs, lr=lr,
                          batch_size=batch_size, seed=seed, desc=f"htnet fold {fold}", on_epoch=recorder)
-    watched = recorder.probabilities()
-    n_validation = len(rows.validation)
     seconds = time.perf_counter() - started
     record = provenance("htnet", {**params, "fold": fold, "selection": selection},
                         {"flow": flow_h5, "aligned": aligned_h5, "folds": folds_csv})
@@ -251,9 +249,8 @@ def htnet_fold(flow_h5: Path, aligned_h5: Path, folds_csv: Path, fold: int, out_
              "final_train_loss": round(losses[-1], 6) if losses else None, "device": str(target),
              "samples_per_second": round(len(rows.train) * epochs / max(seconds, 1e-9), 1),
              "seconds": round(seconds, 3), "provenance": record}
-    write_fold_with_epochs(out_dir, clips, rows.test, rows.validation, watched[:, n_validation:],
-                           watched[:, :n_validation], losses, classes=classes, selection=selection, inner=inner,
-                           extra=extra, record=record)
+    write_fold_with_epochs(out_dir, clips, rows.test, rows.validation, recorder.probabilities(), losses,
+                           classes=classes, selection=selection, inner=inner, extra=extra, record=record)
 
 
 def htnet_fold_stage(flow_h5: Path, aligned_h5: Path, folds_csv: Path, fold: int, out_dir: Path,

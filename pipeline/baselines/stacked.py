@@ -412,12 +412,10 @@ def folds_stage(method: str, flow_h5: Path, folds_csv: Path, out_h5: Path, *, cl
                          "seconds": round(seconds, 3), "folds": len(numbers), "selection": selection})
         for number, split, probs, fold_losses in zip(numbers, splits, probabilities, losses, strict=True):
             group = h5.create_group(f"fold{number}")
-            n_validation = len(split.validation)
             write_array(group, "test_rows", np.asarray(split.test, dtype=np.int64))
-            write_array(group, "test_probabilities", probs[:, n_validation:].float().numpy())
-            write_array(group, "losses", np.asarray(fold_losses, dtype=np.float64))
             write_array(group, "validation_rows", np.asarray(split.validation, dtype=np.int64))
-            write_array(group, "validation_probabilities", probs[:, :n_validation].float().numpy())
+            write_array(group, "watched_probabilities", probs.float().numpy())   # validation rows, then test
+            write_array(group, "losses", np.asarray(fold_losses, dtype=np.float64))
             group.attrs["n_train_clips"] = len(split.train)
     print(f"{method}: {len(numbers)} folds x {epochs} epochs trained together in {seconds:.1f} s")
 
