@@ -160,7 +160,7 @@ class EpochRecorder:
     @torch.inference_mode()
     def __call__(self, model: nn.Module) -> None:
         model.eval()
-        parts = [model(part).softmax(dim=1).float() for part in self.x.split(self.batch_size)] if len(self.x) else []
+        parts = [model(part).softmax(dim=1).float().cpu() for part in self.x.split(self.batch_size)]
         self.epochs.append(torch.cat(parts).numpy() if parts else np.zeros((0, 0), dtype=np.float32))
         model.train()
 

@@ -240,14 +240,16 @@ def htnet_fold(flow_h5: Path, aligned_h5: Path, folds_csv: Path, fold: int, out_
     model = HTNet(n_classes=len(classes), image_size=input_size, patch_size=patch_size, dim=dim, heads=heads,
                   hierarchies=hierarchies, block_repeats=block_repeats, mlp_mult=mlp_mult).to(target)
     recorder = EpochRecorder(inputs[rows.watched].to(target))
+    training = time.perf_counter()
     losses = fit_network(model, inputs[rows.train].to(target), labels[rows.train].to(target), epochs=epochs, lr=lr,
                          batch_size=batch_size, seed=seed, desc=f"htnet fold {fold}", on_epoch=recorder)
+    train_seconds = time.perf_counter() - training
     seconds = time.perf_counter() - started
     record = provenance("htnet", {**params, "fold": fold, "selection": selection},
                         {"flow": flow_h5, "aligned": aligned_h5, "folds": folds_csv})
     extra = {"n_train_clips": len(rows.train), "method": "htnet", "fold": fold, "parameters": parameter_count(model),
              "final_train_loss": round(losses[-1], 6) if losses else None, "device": str(target),
-             "samples_per_second": round(len(rows.train) * epochs / max(seconds, 1e-9), 1),
+             "samples_per_second": round(len(rows.train) * epochs / max(train_seconds, 1e-9), 1),   # training
              "seconds": round(seconds, 3), "provenance": record}
     write_fold_with_epochs(out_dir, clips, rows.test, rows.validation, recorder.probabilities(), losses,
                            classes=classes, selection=selection, inner=inner, extra=extra, record=record)
