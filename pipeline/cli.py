@@ -87,7 +87,8 @@ def cmd_stage(args: argparse.Namespace) -> None:
     if os.environ.get("DVC_STAGE"):
         _check_dvc_yaml(params, args.params)
     if args.name in DVC_STAGES:         # the ablation grid (pipeline/ablations.py)
-        run_ablation_stage(params, args.name, ds=args.dataset, protocol=args.protocol, fold=args.fold, key=args.key)
+        run_ablation_stage(params, args.name, ds=args.dataset, protocol=args.protocol, fold=args.fold, key=args.key,
+                           method=args.method)
         return
     from pipeline.runner import run_stage
     run_stage(params, args.name, ds=args.dataset, protocol=args.protocol, method=args.method,

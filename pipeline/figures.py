@@ -197,8 +197,9 @@ def matplotlib_colormap(name: str, n: int) -> list[tuple[float, float, float, fl
 
 
 def ablation_figure(rows: pd.DataFrame) -> Figure:
-    """One family: accuracy mean ± sample std across folds against the setting (in params order), every
-    fold as a dot, the reference setting in black, each other setting's Wilcoxon p against it above it."""
+    """One family: accuracy mean ± sample std across folds against the setting (in params order; with the
+    network under it when the family trains several), every fold as a dot, the reference setting in black,
+    each other setting's Wilcoxon p against it above it."""
     family = rows["family"].iloc[0]
     fig = Figure(figsize=(1.6 + 1.1 * len(rows), 3.4))
     ax = fig.subplots()
@@ -213,7 +214,10 @@ def ablation_figure(rows: pd.DataFrame) -> Figure:
         if not r.reference:
             ax.annotate(f"p={r.p_wilcoxon:.3g}", (i, min(0.97, r.accuracy_mean + r.accuracy_std + 0.03)),
                         ha="center", fontsize=8)
-    ax.set_xticks(range(len(rows)), [str(s) for s in rows["setting"]])
+    methods = rows["method"] if "method" in rows else pd.Series(["rcnn"] * len(rows))
+    labels = ([f"{s}\n{m}" for s, m in zip(rows["setting"], methods, strict=True)] if methods.nunique() > 1
+              else [str(s) for s in rows["setting"]])
+    ax.set_xticks(range(len(rows)), labels)
     ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_ylim(0, 1)
     ax.set_xlabel(family)

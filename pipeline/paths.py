@@ -36,10 +36,18 @@ ABLATION_MAGNIFIED = "data/{ds}/ablations/{key}/magnified.h5"
 ABLATION_MAGNIFY_QC = "data/{ds}/ablations/{key}/magnify_qc"
 ABLATION_TENSORS = "data/{ds}/ablations/{key}/tensors.h5"
 ABLATION_FOLD_DIR = "results/ablations/{ds}/{protocol}/{key}/fold{fold}"
+ABLATION_FLOW = "data/{ds}/ablations/{key}/flow.h5"
+ABLATION_FLOW_QC = "data/{ds}/ablations/{key}/flow_qc"
+ABLATION_APEX_SPOTTING = "data/{ds}/ablations/{key}/apex_spotting.csv"
+ABLATION_FLOWNET_STORE = "results/ablations/{ds}/{protocol}/{key}/{method}/folds_trained.h5"
+ABLATION_FLOWNET_FOLD_DIR = "results/ablations/{ds}/{protocol}/{key}/{method}/fold{fold}"
 ABLATION_BENCHMARKS = {   # Snakemake's benchmark files: the wall time of each job an ablation reran
     "magnify": "benchmarks/ablations/magnify/{ds}_{key}.tsv",
     "tensors": "benchmarks/ablations/tensors/{ds}_{key}.tsv",
     "train": "benchmarks/ablations/train/{ds}_{protocol}_{key}_fold{fold}.tsv",
+    "flow": "benchmarks/ablations/flow/{ds}_{key}.tsv",
+    "flownet_folds": "benchmarks/ablations/flownet_folds/{ds}_{protocol}_{key}_{method}.tsv",
+    "flownet": "benchmarks/ablations/flownet/{ds}_{protocol}_{key}_{method}_fold{fold}.tsv",
 }
 ABLATIONS = "results/ablations.csv"            # one row per setting
 ABLATIONS_REPORT = "results/ablations.html"    # the table and one figure per family

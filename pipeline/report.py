@@ -363,14 +363,17 @@ def one_clip_per_subject(pngs: list[Path]) -> list[Path]:
 
 def ablations_page(table: pd.DataFrame, figures: Mapping[str, bytes]) -> str:
     """results/ablations.html: the ablation table and one figure per family, images embedded."""
-    header = ["family", "setting", "overrides", "folds", "test views", "accuracy", "accuracy (unjittered view)",
-              "Δ accuracy", "p (Wilcoxon)", "UF1", "UAR", "per-fold accuracy", "reran", "seconds"]
+    header = ["family", "setting", "network", "overrides", "folds", "test views", "accuracy",
+              "accuracy 95% interval", "accuracy (unjittered view)", "Δ accuracy", "p (Wilcoxon)", "UF1", "UAR",
+              "per-fold accuracy", "reran", "seconds"]
     rows = []
     for _, r in table.iterrows():
+        low, high = r.get("accuracy_low", np.nan), r.get("accuracy_high", np.nan)
         cells = [r["family"], f"{r['setting']} (reference)" if r["reference"] else r["setting"],
-                 "" if pd.isna(r["overrides"]) else r["overrides"], int(r["folds"]),
+                 r.get("method", "rcnn"), "" if pd.isna(r["overrides"]) else r["overrides"], int(r["folds"]),
                  "—" if pd.isna(r.get("test_views")) else int(r["test_views"]),
                  _mean_std(r["accuracy_mean"], r["accuracy_std"]),
+                 "—" if pd.isna(low) else f"[{low:.3f}, {high:.3f}]",
                  _mean_std(r.get("accuracy_unjittered_mean", np.nan), r.get("accuracy_unjittered_std", np.nan)),
                  f"{r['delta_accuracy']:+.3f}",
                  "—" if pd.isna(r["p_wilcoxon"]) else f"{r['p_wilcoxon']:.3g}",
@@ -378,7 +381,9 @@ def ablations_page(table: pd.DataFrame, figures: Mapping[str, bytes]) -> str:
                  r["fold_accuracy"], "" if pd.isna(r["stages_rerun"]) else r["stages_rerun"], f"{r['seconds']:.0f}"]
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     parts = ['<p class="note">Each setting changes only what its overrides name; the folds are the main '
-             "pipeline's. Δ accuracy: the mean paired difference from the family's reference on the same folds; "
+             "pipeline's; a flow family trains each flow network on each setting. Δ accuracy: the mean paired "
+             "difference from the family's reference (same network) on the same folds; the interval: Table 2's "
+             "corrected resampled t over the k folds; "
              "p: two-sided Wilcoxon signed-rank test of the per-fold accuracies against the reference (with 5 "
              "folds it cannot go below 0.0625). Accuracy: each test clip scored by its mean softmax over its "
              "store's test views (a setting with one copy per clip has one view); accuracy (unjittered view): "

@@ -110,7 +110,10 @@ def run_stage(params: Mapping, stage: str, *, ds: str | None = None, protocol: s
 def run_snakemake_job(smk: Any) -> None:
     """What workflow/scripts/stage.py does: the rule's stage (an ablation_* rule runs its stage on the
     grid's paths) on the rule's named files, logged."""
-    stage = STAGES[smk.rule.removeprefix("ablation_")]
+    base = smk.rule.removeprefix("ablation_")
+    # The grid's flow network rules stand for the network's entries: {method}_folds, {method}.
+    stage = STAGES[{"flownet_folds": f"{smk.wildcards.get('method')}_folds",
+                    "flownet": smk.wildcards.get("method")}.get(base, base)]
     files = {name: value for name, value in [*smk.input.items(), *smk.output.items()]
              if name in stage.inputs or name in stage.outputs}
     wildcards = {name: value for name, value in smk.wildcards.items() if name in stage.wildcards}

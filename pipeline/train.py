@@ -62,7 +62,15 @@ from tqdm import tqdm
 from pipeline import metrics
 from pipeline.artifacts import atomic_output, provenance
 from pipeline.checkpoints import CHECKPOINT_NAME, resume_from_checkpoint, resume_key, save_epoch_checkpoint
-from pipeline.devices import autocast, check_precision, resolve_device, set_determinism, to_device, to_device_images
+from pipeline.devices import (
+    autocast,
+    check_precision,
+    keep_freed_memory,
+    resolve_device,
+    set_determinism,
+    to_device,
+    to_device_images,
+)
 from pipeline.errors import MerflowError
 from pipeline.fold_results import fold_scores, predictions_table, split_fold, write_fold_results
 from pipeline.jitter import UNJITTERED_VIEW, unjittered_variant
@@ -204,6 +212,7 @@ def set_up_torch(device: str, precision: str, threads: int, deterministic: bool,
     torch_device = resolve_device(device)
     check_precision(torch_device, precision)
     torch.set_num_threads(threads)
+    keep_freed_memory()
     set_determinism(deterministic)
     torch.manual_seed(seed)
     return torch_device, np.random.default_rng(seed)

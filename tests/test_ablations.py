@@ -2,7 +2,8 @@
 
 The end-to-end test runs the real Snakemake workflow on the tiny config with 2 folds: first the main
 pipeline, then a grid of 3 settings in 2 families (EVM off: magnify, tensors and training; no recurrence:
-training only), then dry runs that add one setting per switch and read Snakemake's job counts.
+training only) and a flow family (DIS against TV-L1: the flow stage, then STSTNet and OFF-ApexNet), then
+dry runs that add one setting per switch and read Snakemake's job counts.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from pipeline.errors import ParamsError
 from tests.test_workflow import REPO, TINY, finished_jobs, job_counts, snakemake
 
 GRID = {"protocols": ["kfold2"], "methods": ["rcnn"],
-        "ablations": {"protocol": "kfold2", "run": ["evm", "recurrence_tiny"],
-                      "families": {"recurrence_tiny": {"0": {"train.recurrent_steps": 0}, "3": {}}}}}
+        "ablations": {"protocol": "kfold2", "run": ["evm", "recurrence_tiny", "flow_tiny"],
+                      "families": {"recurrence_tiny": {"0": {"train.recurrent_steps": 0}, "3": {}},
+                                   "flow_tiny": {"tvl1": {}, "dis": {"flow.method": "dis"}}}}}
 MAIN_STAGES = {"synth", "index", "align", "magnify", "tensors", "folds", "train"}
 
 
@@ -72,9 +74,44 @@ def test_keys_follow_the_stage_a_switch_changes():
     assert ablations.stage_key(evm_off, "tensors") == ablations.stage_key(evm_off, "magnify")
     assert ablations.stage_key({**evm_off, **maps}, "tensors") == ablations.stage_key(evm_off, "tensors")
     assert ablations.stage_key({**evm_off, **maps}, "train") != ablations.stage_key(evm_off, "train")
-    assert [s for s, _ in ablations.rerun_jobs(evm_off, "casme2", "kfold5", [0, 1])] == \
+    params = load_params(REPO / "params.yaml")
+    assert [s for s, _ in ablations.rerun_jobs(params, ablations.Setting("evm", "off", evm_off), [0, 1])] == \
         ["magnify", "tensors", "train", "train"]
-    assert [s for s, _ in ablations.rerun_jobs(maps, "casme2", "kfold5", [0, 1])] == ["train", "train"]
+    assert [s for s, _ in ablations.rerun_jobs(params, ablations.Setting("maps", "16", maps), [0, 1])] == \
+        ["train", "train"]
+
+
+def test_a_flow_family_trains_the_flow_networks_on_its_own_flow():
+    params = load_params(REPO / "params.yaml")
+    flow = {s.name: s for s in ablations.settings(params) if s.family == "flow"}
+    assert list(flow) == ["tvl1", "dis", "farneback"] and flow["tvl1"].is_reference
+    assert all(s.methods == ablations.FLOW_NETWORKS for s in flow.values())
+    assert all(s.methods == ("rcnn",) for s in ablations.settings(params) if s.family != "flow")
+    dis = flow["dis"].overrides
+    key = ablations.stage_key(dis, "flow")
+    # The RCNN's stages are untouched by a flow switch, and the reference reads the main pipeline's folds.
+    assert [ablations.stage_key(dis, stage) for stage in ablations.STAGE_ORDER] == [None, None, None]
+    assert ablations.flow_path({}, "casme2") == "data/casme2/flow.h5"
+    assert ablations.flow_path(dis, "casme2") == f"data/casme2/ablations/{key}/flow.h5"
+    assert ablations.fold_dir({}, "casme2", "kfold5", 2, 0, "ststnet") == "results/casme2/kfold5/ststnet/seed0/fold2"
+    assert ablations.fold_dir(dis, "casme2", "kfold5", 2, 0, "off_apexnet") == \
+        f"results/ablations/casme2/kfold5/{key}/off_apexnet/fold2"
+    assert ablations.overrides_for_key(params, key) == dis
+    stage = ablations.ablation_stage_params(params, "flow", key)
+    assert stage["method"] == "dis" and stage["tau"] == params["flow"]["tau"]
+    assert ablations.ablation_stage_params(params, "ststnet_folds", key, "casme2")["epochs"] == \
+        params["ststnet"]["epochs"]
+    # One flow job, then per network its folds together and one job per fold (the flow counted once per network).
+    assert [s for s, _ in ablations.rerun_jobs(params, flow["dis"], [0, 1], "ststnet")] == \
+        ["flow", "flownet_folds", "flownet", "flownet"]
+    jobs = ablations.rerun_jobs(params, flow["dis"], [0, 1])
+    assert [s for s, _ in jobs].count("flow") == 1 and len(jobs) == 7
+    params["ststnet"]["folds_together"] = False
+    assert [s for s, _ in ablations.rerun_jobs(params, flow["dis"], [0], "ststnet")] == ["flow", "flownet"]
+    mixed = params_with({"ablations": {**params["ablations"], "run": ["mixed"],
+                                       "families": {"mixed": {"a": {"flow.method": "dis", "train.maps": 4}, "b": {}}}}})
+    with pytest.raises(ParamsError, match="either the flow networks' input"):
+        ablations.validate_ablations(mixed)
 
 
 def test_the_default_grid_is_valid_and_bad_settings_are_refused():
@@ -117,13 +154,21 @@ def grid_run(tmp_path_factory):
 
 def test_a_tiny_grid_reuses_the_main_run_and_writes_the_table(grid_run):
     workdir, _, grid = grid_run
-    # Only what the switches change ran: EVM off (magnify, tensors, 2 folds) and no recurrence (2 folds).
-    assert finished_jobs(grid.stdout + grid.stderr) == {"ablation_magnify": 1, "ablation_tensors": 1,
-                                                        "ablation_train": 4, "ablations": 1}, reasons(grid)
+    # Only what the switches change ran: EVM off (magnify, tensors, 2 folds), no recurrence (2 folds), DIS (its
+    # flow, then each network's folds together and its 2 fold jobs); the references are the main run's
+    # (which trained the flow networks on TV-L1 for the flow family's reference).
+    finished = finished_jobs(grid.stdout + grid.stderr)
+    assert {rule: n for rule, n in finished.items() if rule.startswith("ablation")} == {
+        "ablation_magnify": 1, "ablation_tensors": 1, "ablation_train": 4, "ablation_flow": 1,
+        "ablation_flownet_folds": 2, "ablation_flownet": 4, "ablations": 1}, reasons(grid)
     table = pd.read_csv(workdir / "results" / "ablations.csv")
-    assert [(r.family, str(r.setting), r.reference) for r in table.itertuples()] == \
-        [("evm", "on", True), ("evm", "off", False), ("recurrence_tiny", "0", False), ("recurrence_tiny", "3", True)]
-    by_name = {(r.family, str(r.setting)): r for r in table.itertuples()}
+    assert [(r.family, str(r.setting), r.method, r.reference) for r in table.itertuples()] == \
+        [("evm", "on", "rcnn", True), ("evm", "off", "rcnn", False), ("recurrence_tiny", "0", "rcnn", False),
+         ("recurrence_tiny", "3", "rcnn", True), ("flow_tiny", "dis", "ststnet", False),
+         ("flow_tiny", "dis", "off_apexnet", False), ("flow_tiny", "tvl1", "ststnet", True),
+         ("flow_tiny", "tvl1", "off_apexnet", True)]
+    by_name = {(r.family, str(r.setting)): r for r in table.itertuples() if r.method == "rcnn"}
+    by_flow = {(r.method, str(r.setting)): r for r in table.itertuples() if r.family == "flow_tiny"}
     # The references are the main run's folds, read back unchanged.
     main = [json.loads((workdir / f"results/casme2/kfold2/rcnn/seed0/fold{k}/metrics.json").read_text())
             for k in (0, 1)]
@@ -149,16 +194,30 @@ def test_a_tiny_grid_reuses_the_main_run_and_writes_the_table(grid_run):
                                       read_clip(data / "ablations" / key / "magnified.h5", clip_id)[0])
     upstream = read_provenance(data / "ablations" / key / "tensors.h5")["upstream"]
     assert upstream["magnify"]["enabled"] is False
+    # The flow family: its reference is the main run's folds of each network; DIS ran on a flow store of its own,
+    # made with DIS, and each network's folds were trained on it.
+    for method in ablations.FLOW_NETWORKS:
+        main = [json.loads((workdir / f"results/casme2/kfold2/{method}/seed0/fold{k}/metrics.json").read_text())
+                for k in (0, 1)]
+        assert by_flow[method, "tvl1"].fold_accuracy == ";".join(f"{m['accuracy']:.4f}" for m in main)
+        dis = by_flow[method, "dis"]
+        assert dis.stages_rerun == "flow flownet_folds flownetx2" and dis.seconds > 0 and 0 < dis.p_wilcoxon <= 1
+        assert 0 <= dis.accuracy_low <= dis.accuracy_mean <= dis.accuracy_high <= 1 or np.isnan(dis.accuracy_low)
+    flow_key = ablations.stage_key({"flow.method": "dis"}, "flow")
+    assert read_provenance(data / "ablations" / flow_key / "flow.h5")["params"]["method"] == "dis"
+    assert read_provenance(data / "flow.h5")["params"]["method"] == "tvl1"
     assert {p.name for p in (workdir / "results" / "ablations" / "figures").glob("*.png")} == \
-        {"evm.png", "recurrence_tiny.png"}
+        {"evm.png", "recurrence_tiny.png", "flow_tiny.png"}
     page = (workdir / "results" / "ablations.html").read_text()
-    assert page.count("<img") == 2 and "Wilcoxon" in page
+    assert page.count("<img") == 3 and "Wilcoxon" in page and "off_apexnet" in page
 
 
 @pytest.mark.parametrize(("switch", "planned"), [
     ({"magnify.alpha": 5}, {"ablation_magnify": 1, "ablation_tensors": 1, "ablation_train": 2, "ablations": 1}),
     ({"tensors.kernels": ["bilinear"]}, {"ablation_tensors": 1, "ablation_train": 2, "ablations": 1}),
     ({"train.maps": 3}, {"ablation_train": 2, "ablations": 1}),
+    ({"flow.method": "farneback"}, {"ablation_flow": 1, "ablation_flownet_folds": 2, "ablation_flownet": 4,
+                                    "ablations": 1}),
 ])
 def test_each_switch_reruns_only_its_stage_and_those_downstream(grid_run, tmp_path, switch, planned):
     workdir, overlay, _ = grid_run
@@ -182,8 +241,18 @@ def test_dvc_lists_the_grid_only_when_asked():
     metrics, benchmarks = ablations.grid_files(params, folds)
     assert set(stages["ablations"]["deps"]) >= {*metrics, *benchmarks}
     # One train stage per non-reference setting and fold; magnify only for the EVM and alpha switches.
-    settings = [s for s in ablations.settings(params) if not s.is_reference]
+    settings = [s for s in ablations.settings(params) if not s.is_reference and s.methods == ("rcnn",)]
     assert len(stages["ablation_train"]["foreach"]) == len(settings) * len(folds)
+    # The flow family (DIS, Farneback): one flow stage each, then per network its folds together and each fold.
+    flow = [s for s in ablations.settings(params) if not s.is_reference and s.methods == ablations.FLOW_NETWORKS]
+    assert len(stages["ablation_flow"]["foreach"]) == len(flow) == 2
+    assert len(stages["ablation_flownet_folds"]["foreach"]) == 2 * len(flow)
+    assert len(stages["ablation_flownet"]["foreach"]) == 2 * len(flow) * len(folds)
+    per_fold = stages["ablation_flownet"]
+    outs = {out.replace("${item.key}", item["key"]).replace("${item.method}", item["method"])
+            .replace("${item.fold}", str(item["fold"]))
+            for item in per_fold["foreach"].values() for out in per_fold["do"]["outs"]}
+    assert {m for m in metrics if "/ablations/" in m and "/fold" in m and ("ststnet" in m or "apexnet" in m)} <= outs
     magnify = {ablations.stage_key(s.overrides, "magnify") for s in settings} - {None}
     assert set(stages["ablation_magnify"]["foreach"]) == magnify and len(magnify) == 4   # evm off, alpha 0/5/20
     produced = {out.replace("${item}", key) for key in magnify for out in stages["ablation_magnify"]["do"]["outs"]}

@@ -53,6 +53,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pipeline.artifacts import provenance
+from pipeline.devices import keep_freed_memory
 from pipeline.flow import read_flow
 from pipeline.fold_results import class_indices
 from pipeline.selection import fold_rows, write_fold_with_epochs
@@ -178,6 +179,7 @@ def flownet_fold(method: str, flow_h5: Path, folds_csv: Path, fold: int, out_dir
     fold = int(fold)
     params = dict(input_size=input_size, epochs=epochs, lr=lr, batch_size=batch_size, dropout=dropout, seed=seed)
     torch.set_num_threads(threads)
+    keep_freed_memory()
     flow, clips = read_flow(flow_h5, input_size)
     labels = torch.from_numpy(class_indices(clips["label"].tolist(), classes, os.fspath(flow_h5)))
     folds = pd.read_csv(folds_csv, dtype={"clip_id": str, "subject": str, "label": str})

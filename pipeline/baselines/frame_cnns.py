@@ -52,7 +52,7 @@ from tqdm import tqdm
 from pipeline.apex import estimate_apex
 from pipeline.artifacts import provenance
 from pipeline.baselines.clips import AlignedClip, clip_row, iter_aligned_clips, resize_frames
-from pipeline.devices import load_torch_file
+from pipeline.devices import keep_freed_memory, load_torch_file
 from pipeline.errors import MerflowError
 from pipeline.selection import fold_rows, write_fold_with_epochs
 
@@ -233,6 +233,7 @@ def frame_cnn_fold(aligned_h5: Path, folds_csv: Path, fold: int, out_dir: Path, 
     (pipeline/selection.py), after the last otherwise."""
     started = time.perf_counter()
     torch.set_num_threads(threads)
+    keep_freed_memory()
     class_index = {name: i for i, name in enumerate(classes)}
     inputs, table = [], []
     for clip in iter_aligned_clips(aligned_h5):

@@ -49,7 +49,7 @@ from torch import nn
 
 from pipeline.artifacts import provenance
 from pipeline.baselines.flownets import EpochRecorder, fit_network, normalise_channels, parameter_count
-from pipeline.devices import resolve_device
+from pipeline.devices import keep_freed_memory, resolve_device
 from pipeline.errors import BadInputError
 from pipeline.flow import read_flow
 from pipeline.fold_results import class_indices
@@ -228,6 +228,7 @@ def htnet_fold(flow_h5: Path, aligned_h5: Path, folds_csv: Path, fold: int, out_
                   block_repeats=list(block_repeats), mlp_mult=mlp_mult, epochs=epochs, lr=lr, batch_size=batch_size,
                   swap_xy=swap_xy, seed=seed)
     torch.set_num_threads(threads)
+    keep_freed_memory()
     target = resolve_device(device)
     flow, clips = read_flow(flow_h5, input_size)
     points = read_points(aligned_h5, clips["clip_id"].tolist(), input_size)

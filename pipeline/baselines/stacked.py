@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from pipeline.artifacts import atomic_output, open_h5_for_write, provenance, write_array, write_provenance
 from pipeline.baselines.flownets import OFFApexNet, STSTNet, build_network, network_inputs, parameter_count
+from pipeline.devices import keep_freed_memory
 from pipeline.flow import read_flow
 from pipeline.fold_results import class_indices
 from pipeline.protocols import fold_numbers
@@ -391,6 +392,7 @@ def folds_stage(method: str, flow_h5: Path, folds_csv: Path, out_h5: Path, *, cl
     are scored after every epoch too (pipeline/selection.py)."""
     started = time.perf_counter()
     torch.set_num_threads(threads)
+    keep_freed_memory()
     flow, clips = read_flow(flow_h5, input_size)
     labels = torch.from_numpy(class_indices(clips["label"].tolist(), classes, os.fspath(flow_h5)))
     folds = pd.read_csv(folds_csv, dtype={"clip_id": str, "subject": str, "label": str})

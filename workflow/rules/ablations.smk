@@ -85,6 +85,94 @@ rule ablation_train:
         "../scripts/stage.py"
 
 
+# A flow family: the flow stage with the setting's flow params, then each of abl.FLOW_NETWORKS on it, every fold
+# together ({method}.folds_together) and one job per fold, as the main pipeline trains them.
+rule ablation_flow:
+    input:
+        aligned_h5=paths.ALIGNED,
+        code=code("flow"),
+    output:
+        out_h5=paths.ABLATION_FLOW,
+        qc_dir=directory(paths.ABLATION_FLOW_QC),
+        apex_csv=paths.ABLATION_APEX_SPOTTING,
+    params:
+        p=lambda wildcards: abl.ablation_stage_params(config, "flow", wildcards.key),
+    log:
+        "logs/ablations/flow/{ds}_{key}.log",
+    benchmark:
+        paths.ABLATION_BENCHMARKS["flow"]
+    wildcard_constraints:
+        key=r"k[0-9a-f]{9}",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    message:
+        "Ablation {wildcards.key}: the onset-apex flow of {wildcards.ds} with {params.p[method]}"
+    script:
+        "../scripts/stage.py"
+
+
+rule ablation_flownet_folds:
+    input:
+        flow_h5=paths.ABLATION_FLOW,
+        folds_csv=paths.FOLDS,
+        code=lambda wildcards: code(f"{wildcards.method}_folds"),
+    output:
+        out_h5=paths.ABLATION_FLOWNET_STORE,
+    params:
+        p=lambda wildcards: abl.ablation_stage_params(config, f"{wildcards.method}_folds", wildcards.key,
+                                                      wildcards.ds),
+    log:
+        "logs/ablations/flownet_folds/{ds}_{protocol}_{key}_{method}.log",
+    benchmark:
+        paths.ABLATION_BENCHMARKS["flownet_folds"]
+    wildcard_constraints:
+        key=r"k[0-9a-f]{9}",
+        method="|".join(abl.FLOW_NETWORKS),
+    conda:
+        "../../environment.yml"
+    threads: lambda wildcards: config[wildcards.method]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    message:
+        "Ablation {wildcards.key}: {wildcards.method}, every {wildcards.protocol} fold of {wildcards.ds} together"
+    script:
+        "../scripts/stage.py"
+
+
+rule ablation_flownet:
+    input:
+        unpack(ablation_flownet_store),
+        flow_h5=paths.ABLATION_FLOW,
+        folds_csv=paths.FOLDS,
+        code=lambda wildcards: code(wildcards.method),
+    output:
+        **fold_outputs(paths.ABLATION_FLOWNET_FOLD_DIR, EPOCH_FILES),
+    params:
+        p=lambda wildcards: abl.ablation_stage_params(config, wildcards.method, wildcards.key, wildcards.ds),
+    log:
+        "logs/ablations/flownet/{ds}_{protocol}_{key}_{method}_fold{fold}.log",
+    benchmark:
+        paths.ABLATION_BENCHMARKS["flownet"]
+    wildcard_constraints:
+        key=r"k[0-9a-f]{9}",
+        method="|".join(abl.FLOW_NETWORKS),
+    conda:
+        "../../environment.yml"
+    threads: lambda wildcards: config[wildcards.method]["threads"]
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    message:
+        "Ablation {wildcards.key}: {wildcards.method} on {wildcards.ds}, {wildcards.protocol} fold {wildcards.fold}"
+    script:
+        "../scripts/stage.py"
+
+
 rule ablations:
     input:
         unpack(ablation_grid),
