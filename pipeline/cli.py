@@ -28,9 +28,17 @@ def _load(params_files: Sequence[str] | None) -> dict:
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
+    from pipeline.datasets.long_layouts import LONG_LAYOUTS
     from pipeline.datasets.synth_writers import generate_synthetic
     from pipeline.paths import SYNTH_DIR
     from pipeline.stages import stage_params
+    if args.layout in LONG_LAYOUTS:
+        _synth_long_videos(args)
+        return
+    for flag in ("seconds", "videos_per_subject"):
+        if getattr(args, flag) is not None:
+            raise MerflowError(f"--{flag.replace('_', '-')} is for the long-video layouts "
+                               f"({', '.join(LONG_LAYOUTS)}), not {args.layout}")
     kwargs = stage_params(_load(args.params), "synth")
     for key in ("seed", "subjects", "clips_per_subject", "frames_min", "frames_max", "amplitude_px"):
         if getattr(args, key) is not None:
@@ -40,12 +48,67 @@ def cmd_synth(args: argparse.Namespace) -> None:
     print(f"wrote a synthetic {args.layout} dataset to {out}")
 
 
+def _synth_long_videos(args: argparse.Namespace) -> None:
+    """A synthetic long-video tree: synth's faces, size, noise and seed, synth_long_videos's lengths."""
+    from pipeline.datasets.long_video_synth import generate_long_synthetic
+    from pipeline.paths import SYNTH_DIR
+    for flag in ("clips_per_subject", "frames_min", "frames_max"):
+        if getattr(args, flag) is not None:
+            raise MerflowError(f"--{flag.replace('_', '-')} is for the short-clip layouts; {args.layout} takes "
+                               "--seconds and --videos-per-subject")
+    params = _load(args.params)
+    kwargs = {key: params["synth"][key] for key in ("seed", "width", "height", "face_width_px", "amplitude_px",
+                                                     "noise_sigma", "head_jitter_px", "jpeg_quality")}
+    kwargs.update(params["synth_long_videos"])
+    for key in ("seed", "subjects", "videos_per_subject", "seconds", "amplitude_px"):
+        if getattr(args, key) is not None:
+            kwargs[key] = getattr(args, key)
+    out = Path(args.out or SYNTH_DIR.format(layout=args.layout))
+    generate_long_synthetic(args.layout, out, **kwargs)
+    print(f"wrote a synthetic {args.layout} dataset to {out}")
+
+
+def cmd_check_long_videos(args: argparse.Namespace) -> int:
+    """A long-video tree's counts, the quirks read around (kept) and what had to be left out; exit status 1
+    if anything was left out."""
+    from collections import Counter
+
+    from pipeline.datasets.long_layouts import LONG_LAYOUTS, read_long_videos
+    for flag in ("mapping", "variant"):
+        if getattr(args, flag):
+            raise MerflowError(f"--{flag} does not apply to the long-video layout {args.layout}")
+    videos, intervals, problems = read_long_videos(Path(args.path), args.layout)
+    subjects = sorted({video.subject for video in videos} | set(intervals["subject"]))
+    types = Counter(intervals["type"])
+    shown = ", ".join(subjects[:NOTES_LISTED]) + (f" and {len(subjects) - NOTES_LISTED} more"
+                                                  if len(subjects) > NOTES_LISTED else "")
+    print(f"{args.path} ({args.layout}, {LONG_LAYOUTS[args.layout].title}): {len(videos)} videos, "
+          f"{sum(len(v.frames) for v in videos)} frames, {len(subjects)} subjects ({shown}); "
+          f"{len(intervals)} intervals: macro {types.get('macro', 0)}, micro {types.get('micro', 0)}")
+    kept = [problem for problem in problems if problem.kept]
+    left_out = [problem for problem in problems if not problem.kept]
+    if kept:
+        print(f"{len(kept)} note(s): read around, data kept:")
+        for problem in kept:
+            print(f"  - {problem}")
+    if left_out:
+        print(f"{len(left_out)} problem(s): left out:")
+        for problem in left_out:
+            print(f"  - {problem}")
+        return 1
+    print("no problems")
+    return 0
+
+
 def cmd_check_dataset(args: argparse.Namespace) -> int:
     """Every problem of a dataset tree at once (the index stage's checks); exit status 1 if any."""
     from collections import Counter
 
     from pipeline.datasets.layouts import LAYOUTS
+    from pipeline.datasets.long_layouts import LONG_LAYOUTS
     from pipeline.index import check_dataset
+    if args.layout in LONG_LAYOUTS:
+        return cmd_check_long_videos(args)
     params = _load(args.params)
     args.mapping = args.mapping or LAYOUTS[args.layout].mapping
     if args.mapping not in params["mappings"]:
@@ -191,12 +254,13 @@ def cmd_table(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from pipeline.ablation_jobs import DVC_STAGES
     from pipeline.datasets.layouts import LAYOUTS
+    from pipeline.datasets.long_layouts import LONG_LAYOUTS
     from pipeline.stages import STAGES
     parser = argparse.ArgumentParser(prog="merflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     params_help = ("params files, later ones overriding earlier ones (default: ./params.yaml, or merflow's own "
                    "defaults where there is none)")
-    layouts = list(LAYOUTS)
+    layouts = [*LAYOUTS, *LONG_LAYOUTS]       # short clips for recognition, long videos for spotting
 
     synth = sub.add_parser("synth", help="generate a synthetic dataset in a real dataset's layout")
     synth.add_argument("--layout", default="casme2", choices=layouts)
@@ -208,13 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--frames-min", type=int)
     synth.add_argument("--frames-max", type=int)
     synth.add_argument("--amplitude-px", type=float)
+    synth.add_argument("--seconds", type=float, help="long-video layouts: length of each video")
+    synth.add_argument("--videos-per-subject", type=int, help="long-video layouts")
     synth.set_defaults(func=cmd_synth)
 
     check = sub.add_parser("check-dataset", help="report every problem of a dataset tree (the index stage's "
                                                  "checks); exit status 1 if there are any")
     check.add_argument("path", help="the dataset's root folder")
     check.add_argument("--layout", required=True, choices=layouts)
-    check.add_argument("--mapping", help="key of `mappings:` in the params (default: the layout's own: "
+    check.add_argument("--mapping", help="short-clip layouts: key of `mappings:` in the params (default: the "
+                                         "layout's own: "
                                          + ", ".join(f"{name} {entry.mapping}" for name, entry in LAYOUTS.items())
                                          + ")")
     check.add_argument("--variant", help="; ".join(f"{name}: {' or '.join(entry.variants)}"
