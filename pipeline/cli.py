@@ -189,6 +189,25 @@ def cmd_predict(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2) if args.json else format_prediction(result))
 
 
+def cmd_spot(args: argparse.Namespace) -> None:
+    """The macro- and micro-expressions of a recording (or of every video of a long-video dataset tree)."""
+    import pandas as pd
+
+    from pipeline.spotting.run import spot_dataset_stage, spot_recording
+    section = _load(args.params)["spotting"]
+    out = Path(args.out or Path("results") / "spot" / Path(args.input).resolve().name)
+    if args.layout:
+        spot_dataset_stage(Path(args.input), args.layout, out, registration=section["registration"],
+                           mdmd=section["mdmd"])
+        print(pd.read_csv(out / "scores.csv").to_string(index=False))
+    else:
+        intervals = spot_recording(Path(args.input), out, args.fps, registration=section["registration"],
+                                   mdmd=section["mdmd"])
+        print(intervals.to_string(index=False) if len(intervals) else "no interval spotted")
+    print(f"\nintervals: {out / 'intervals.csv'}   curves: {out / 'curves'}/   figures: {out / 'figures'}/   "
+          f"frames read around: {out / 'problems.csv'}")
+
+
 def _inspect_model(path: Path) -> None:
     """model.pt: what the network is, what it was trained on and with, and its provenance."""
     from pipeline.predict import load_checkpoint
@@ -332,6 +351,18 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "folder of frames, the model's magnify.reference_fps)")
     predict.add_argument("--json", action="store_true", help="print the result as JSON")
     predict.set_defaults(func=cmd_predict)
+
+    spot = sub.add_parser("spot", help="find the macro- and micro-expressions in a long video or folder of frames "
+                                       "(the training-free MDMD spotter)")
+    spot.add_argument("input", help="a video file (anything OpenCV reads) or a folder of jpg/png/bmp frames; with "
+                                    "--layout, a long-video dataset's root")
+    spot.add_argument("--layout", choices=list(LONG_LAYOUTS), help="spot every video of this dataset tree and "
+                                                                   "score the intervals against its sheet")
+    spot.add_argument("--fps", type=float, help="the input's frame rate (default: the video's own; required for "
+                                                "a folder of frames)")
+    spot.add_argument("--out", help="output folder (default: results/spot/<the input's name>)")
+    spot.add_argument("--params", nargs="+", help=params_help)
+    spot.set_defaults(func=cmd_spot)
     return parser
 
 

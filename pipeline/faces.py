@@ -95,12 +95,18 @@ def template_eye_positions(*, height: int, width: int, eye_y: float, eye_distanc
 
 def similarity_to_template(landmarks: np.ndarray, *, height: int, width: int, eye_y: float,
                            eye_distance: float) -> np.ndarray:
-    """(2, 3) similarity transform taking source pixel coordinates to aligned-frame coordinates.
+    """(2, 3) similarity transform taking source pixel coordinates to aligned-frame coordinates."""
+    return similarity_from_eyes(np.asarray(eye_centres(np.asarray(landmarks, dtype=np.float64))), height=height,
+                                width=width, eye_y=eye_y, eye_distance=eye_distance)
+
+
+def similarity_from_eyes(source: np.ndarray, *, height: int, width: int, eye_y: float,
+                         eye_distance: float) -> np.ndarray:
+    """The similarity taking (2, 2) eye centres (image-left eye, image-right eye) to the template's.
 
     Two point pairs fix a similarity exactly. Written as complex numbers, target = a * source + b
     with a = (q2 - q1) / (p2 - p1) (rotation and scale) and b = q1 - a * p1.
     """
-    source = np.asarray(eye_centres(np.asarray(landmarks, dtype=np.float64)))
     target = template_eye_positions(height=height, width=width, eye_y=eye_y, eye_distance=eye_distance)
     p1, p2 = complex(*source[0]), complex(*source[1])
     q1, q2 = complex(*target[0]), complex(*target[1])

@@ -169,7 +169,8 @@ def test_the_rerun_matrix_covers_every_params_section():
     # dataset/datasets/mappings: what a dataset is and how it is labelled is switched whole (the next test)
     untested = {"dataset", "datasets", "mappings", "lbpsip", "tics", "mdmo", "pretrained_cnn", "ststnet",
                 "off_apexnet",    # methods not in the tiny run: as `cnn`, nothing reruns
-                "synth_long_videos"}    # read by `merflow synth --layout casme_sq|samm_lv` only, no stage
+                "synth_long_videos",    # read by `merflow synth --layout casme_sq|samm_lv` only, no stage
+                "spotting"}             # read by `merflow spot` only, no stage
     assert sections - untested == {name for key in RERUNS for name in key.split(", ")}
 
 
