@@ -24,6 +24,7 @@ include: "workflow/rules/flow.smk"
 include: "workflow/rules/selection.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/ablations.smk"
+include: "workflow/rules/spotting.smk"
 
 
 rule all:

@@ -50,15 +50,14 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 def _synth_long_videos(args: argparse.Namespace) -> None:
     """A synthetic long-video tree: synth's faces, size, noise and seed, synth_long_videos's lengths."""
-    from pipeline.datasets.long_video_synth import generate_long_synthetic
+    from pipeline.datasets.long_video_synth import SYNTH_KEYS, generate_long_synthetic
     from pipeline.paths import SYNTH_DIR
     for flag in ("clips_per_subject", "frames_min", "frames_max"):
         if getattr(args, flag) is not None:
             raise MerflowError(f"--{flag.replace('_', '-')} is for the short-clip layouts; {args.layout} takes "
                                "--seconds and --videos-per-subject")
     params = _load(args.params)
-    kwargs = {key: params["synth"][key] for key in ("seed", "width", "height", "face_width_px", "amplitude_px",
-                                                     "noise_sigma", "head_jitter_px", "jpeg_quality")}
+    kwargs = {key: params["synth"][key] for key in SYNTH_KEYS}
     kwargs.update(params["synth_long_videos"])
     for key in ("seed", "subjects", "videos_per_subject", "seconds", "amplitude_px"):
         if getattr(args, key) is not None:

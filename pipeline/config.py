@@ -88,6 +88,11 @@ def validate_params(params: Mapping) -> None:
             raise ParamsError(f"datasets: '{name}' has no entry under `dataset:`")
         if is_composite(params, name):
             validate_composite(params, name)
+    for name, entry in params.get("spotting", {}).get("datasets", {}).items():
+        synth_root = SYNTH_DIR.format(layout=entry["layout"])
+        if entry.get("synthetic") and os.path.normpath(entry["root"]) != synth_root:
+            raise ParamsError(f"spotting.datasets.{name}: a synthetic dataset is generated at {synth_root}, but root "
+                              f"is {entry['root']}: set `synthetic: false` to read your copy there")
     for name in [*built_datasets(params), *composites(params)]:
         entry = params["dataset"][name]
         if not is_composite(params, name):

@@ -49,6 +49,9 @@ ABLATION_BENCHMARKS = {   # Snakemake's benchmark files: the wall time of each j
     "flownet_folds": "benchmarks/ablations/flownet_folds/{ds}_{protocol}_{key}_{method}.tsv",
     "flownet": "benchmarks/ablations/flownet/{ds}_{protocol}_{key}_{method}_fold{fold}.tsv",
 }
+# Spotting (pipeline/spotting/): one folder per long-video dataset (a key of spotting.datasets) and spotter.
+SPOTTING_DIR = "results/spotting/{sds}/{spotter}"
+SPOTTING_TABLE = "results/spotting.csv"
 ABLATIONS = "results/ablations.csv"            # one row per setting
 ABLATIONS_REPORT = "results/ablations.html"    # the table and one figure per family
 ABLATION_FIGURES = "results/ablations/figures"  # the same figures as PNGs

@@ -1,6 +1,7 @@
-"""Spotting long videos (`merflow spot`): the face registered across the video, the MDMD curves, the intervals
-and their scores, on a synthetic CAS(ME)² tree; a user's own recording as a frame folder and as a video file;
-and a bad recording (an unreadable frame, a stretch without a face) spotted with each problem named."""
+"""Spotting long videos: the workflow (`snakemake results/spotting.csv`) on a synthetic CAS(ME)² tree, with the
+face registered across each video, the MDMD curves, the intervals and their scores; `merflow spot` on a user's
+own recording as a frame folder and as a video file; and a bad recording (an unreadable frame, a stretch
+without a face) spotted with each problem named."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from pipeline.spotting.spot import runs
 from pipeline.spotting.video import interpolated_eyes
+from tests.test_workflow import finished_jobs, snakemake
 
 SECONDS = 10
 
@@ -28,22 +31,28 @@ def merflow(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    """A synthetic CAS(ME)² tree: 2 subjects, one 10 s video each at 30 fps."""
-    root = tmp_path_factory.mktemp("spotting") / "casme_sq"
-    result = merflow("synth", "--layout", "casme_sq", "--out", str(root), "--seconds", str(SECONDS),
-                     cwd=root.parent)
-    assert result.returncode == 0, result.stderr
-    return root
+def workflow(tmp_path_factory) -> Path:
+    """`snakemake results/spotting.csv` on a synthetic CAS(ME)² tree: 2 subjects, one 10 s video each at 30 fps."""
+    workdir = tmp_path_factory.mktemp("spotting")
+    overlay = workdir / "spotting.yaml"
+    overlay.write_text(yaml.safe_dump({
+        "synth_long_videos": {"subjects": 2, "videos_per_subject": 1, "seconds": SECONDS},
+        "spotting": {"datasets": {"casme_sq": {"layout": "casme_sq", "root": "data/synthetic/casme_sq",
+                                               "synthetic": True}}}}))
+    result = snakemake(workdir, "results/spotting.csv", configfiles=(overlay,))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    assert finished_jobs(result.stdout + result.stderr) == {"synth_long": 1, "spot": 1, "spotting": 1}
+    return workdir
 
 
 @pytest.fixture(scope="module")
-def spotted(tree) -> Path:
-    out = tree.parent / "spot"
-    result = merflow("spot", str(tree), "--layout", "casme_sq", "--out", str(out), cwd=tree.parent)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "overall" in result.stdout
-    return out
+def tree(workflow) -> Path:
+    return workflow / "data" / "synthetic" / "casme_sq"
+
+
+@pytest.fixture(scope="module")
+def spotted(workflow) -> Path:
+    return workflow / "results" / "spotting" / "casme_sq" / "mdmd"
 
 
 def test_interpolated_eyes_follow_the_key_frames():
@@ -69,6 +78,11 @@ def test_a_synthetic_dataset_is_spotted_and_scored_against_its_sheet(tree, spott
     intervals = pd.read_csv(spotted / "intervals.csv")
     assert set(intervals["type"]) <= {"micro", "macro"} and (intervals["onset"] <= intervals["offset"]).all()
     scores = pd.read_csv(spotted / "scores.csv").set_index("type")
+    table = pd.read_csv(spotted.parents[2] / "spotting.csv")
+    assert table[["dataset", "spotter", "type", "data"]].values.tolist() == [
+        ["casme_sq", "mdmd", kind, "synthetic"] for kind in ("micro", "macro", "overall")]
+    np.testing.assert_allclose(table["f1"], scores["f1"], atol=1e-4)
+    assert table["published_f1"].isna().all()         # synthetic data: the published numbers stay empty
     assert list(scores.index) == ["micro", "macro", "overall"]
     counts = scores.loc["overall"]
     assert counts["tp"] + counts["fn"] == len(expressions)          # every coded expression is a truth once

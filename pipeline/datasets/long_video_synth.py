@@ -27,9 +27,10 @@ from __future__ import annotations
 import io
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -334,3 +335,14 @@ def generate_long_synthetic(layout: str, out_dir: Path, *, seed: int, subjects: 
     build_long_tree(Path(out_dir), LONG_LAYOUTS[layout].title, plans, params, fps=LONG_FPS[layout], grey=grey,
                     video_of=video_of, write_sheet=write_sheet)
     return plans
+
+
+# The synth section's keys a long-video tree is drawn with (the rest of it is about short clips).
+SYNTH_KEYS = ("seed", "width", "height", "face_width_px", "amplitude_px", "noise_sigma", "head_jitter_px",
+              "jpeg_quality")
+
+
+def synth_long_stage(out_dir: Path, layout: str, *, synth: Mapping[str, Any], long_videos: Mapping[str, Any]) -> None:
+    """The workflow's synth_long rule: a synthetic long-video tree of `layout` from the synth and
+    synth_long_videos params."""
+    generate_long_synthetic(layout, Path(out_dir), **{key: synth[key] for key in SYNTH_KEYS}, **long_videos)

@@ -74,7 +74,8 @@ def spot_videos(videos: Iterable[tuple[str, Callable[[], Iterable[SourceFrame]],
 
 def spot_dataset_stage(root: Path, layout: str, out_dir: Path, *, registration: Mapping[str, Any],
                        mdmd: Mapping[str, Any]) -> None:
-    """Every video of a long-video dataset tree (`casme_sq`, `samm_lv`), scored against its sheet."""
+    """Every video of a long-video dataset tree (`casme_sq`, `samm_lv`), spotted with MDMD and scored against its
+    sheet (the workflow's spot rule, and `merflow spot --layout`)."""
     from pipeline.datasets.long_layouts import read_long_videos
     videos, intervals, _ = read_long_videos(Path(root), layout)
     sources = [(v.video, functools.partial(frame_files, v.video, list(zip(v.frame_numbers, v.frames, strict=True))),
@@ -111,3 +112,21 @@ def spot_recording(path: Path, out_dir: Path, fps: float | None, *, registration
         raise MerflowError(f"{path}: no such video file or folder of frames")
     return spot_videos([(path.name, frames, float(fps))], Path(out_dir), FaceRegistration(**registration),
                        MDMDSpotter(**mdmd))
+
+
+def run_spotting_job(smk: Any) -> None:
+    """What workflow/scripts/spotting.py does: the spotting rule's function on its files, logged."""
+    from pipeline.datasets.long_video_synth import synth_long_stage
+    from pipeline.runner import run_logged
+    from pipeline.spotting.table import spotting_table_stage
+    log = smk.log[0]
+    if smk.rule == "synth_long":
+        run_logged(log, synth_long_stage, Path(smk.output.out_dir), smk.wildcards.layout, **smk.params.p)
+    elif smk.rule == "spot":
+        run_logged(log, spot_dataset_stage, Path(smk.input.tree), smk.params.layout, Path(smk.output.out_dir),
+                   **smk.params.p)
+    elif smk.rule == "spotting":
+        run_logged(log, spotting_table_stage, [Path(d) / "scores.csv" for d in smk.input.scores],
+                   Path(smk.output.table), **smk.params.p)
+    else:
+        raise ValueError(f"no spotting job for rule {smk.rule}")

@@ -8,6 +8,7 @@ from pipeline import paths
 from pipeline.baselines import FLOWNETS, FRAME_CNNS, ON_ALIGNED, ON_FLOW, TRAINED
 from pipeline.codedeps import PACKAGE_ROOT, code_deps, module_closure
 from pipeline.config import composites, validate_params
+from pipeline.datasets.layouts import LAYOUTS
 from pipeline.plan import input_file, run_key
 from pipeline.protocols import fold_numbers
 from pipeline.stages import (
@@ -98,9 +99,12 @@ def stage_kwargs(name):
 
 
 def stage_constraints(name):
-    """A rule's wildcard constraints: the datasets its stage applies to, the methods it trains."""
+    """A rule's wildcard constraints: the datasets its stage applies to, the methods it trains, the short-clip
+    layouts of the synthetic writer."""
     stage = STAGES[name]
     constraints = {"ds": DATASETS_OF[stage.applies_to]} if stage.applies_to else {}
+    if "layout" in stage.wildcards:
+        constraints["layout"] = "|".join(LAYOUTS)  # the long-video layouts' trees are synth_long's (spotting.smk)
     if "method" in stage.wildcards:
         constraints["method"] = "|".join(TRAINED)  # the other methods' rules are named after them
     return constraints

@@ -11,6 +11,8 @@ rule synth:
         p=stage_kwargs("synth"),
     log:
         "logs/synth/{layout}.log",
+    wildcard_constraints:
+        **stage_constraints("synth"),
     conda:
         "../../environment.yml"
     threads: 1
