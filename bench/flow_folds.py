@@ -30,6 +30,7 @@ import torch
 
 from pipeline.baselines.flownets import build_network, fit_network
 from pipeline.baselines.stacked import FOLDS_PER_PASS, train_folds
+from pipeline.devices import keep_freed_memory
 
 CLIPS, SUBJECTS, CLASSES, SIZE = 442, 68, 3, 28
 SCHEDULE = {"ststnet": (500, 5e-5), "off_apexnet": (3000, 1e-4)}
@@ -77,6 +78,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--method", choices=list(SCHEDULE), default="ststnet")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--allocator", choices=("keep", "default"), default="keep",
+                        help="keep: glibc keeps freed memory, as the training stages set it; default: glibc's own")
     parser.add_argument("--sample-folds", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--folds-per-pass", type=int, default=FOLDS_PER_PASS)
@@ -84,6 +87,8 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.allocator == "keep":
+        keep_freed_memory()             # as the training stages do (pipeline/devices.py)
     schedule, lr = SCHEDULE[args.method]
     x, y, train_rows = composite_like(args.method)
 

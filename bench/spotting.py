@@ -41,8 +41,9 @@ def main() -> None:
         generate_long_synthetic(args.layout, root, subjects=1, videos_per_subject=1, seconds=args.seconds, **synth)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         started = time.perf_counter()
-        spot_dataset_stage(root, args.layout, Path(tmp) / "spot", registration=params["spotting"]["registration"],
-                           mdmd={**params["spotting"]["mdmd"], "flow": args.flow})
+        spot_dataset_stage(root, args.layout, Path(tmp) / "spot", spotter="mdmd",
+                           registration=params["spotting"]["registration"],
+                           params={**params["spotting"]["mdmd"], "flow": args.flow})
         seconds = time.perf_counter() - started
         frames = sum(1 for _ in root.rglob("*.jpg"))
         scores = (Path(tmp) / "spot" / "scores.csv").read_text()

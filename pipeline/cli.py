@@ -196,8 +196,8 @@ def cmd_spot(args: argparse.Namespace) -> None:
     section = _load(args.params)["spotting"]
     out = Path(args.out or Path("results") / "spot" / Path(args.input).resolve().name)
     if args.layout:
-        spot_dataset_stage(Path(args.input), args.layout, out, registration=section["registration"],
-                           mdmd=section["mdmd"])
+        spot_dataset_stage(Path(args.input), args.layout, out, spotter="mdmd", registration=section["registration"],
+                           params=section["mdmd"])
         print(pd.read_csv(out / "scores.csv").to_string(index=False))
     else:
         intervals = spot_recording(Path(args.input), out, args.fps, registration=section["registration"],

@@ -41,7 +41,7 @@ def workflow(tmp_path_factory) -> Path:
                                                "synthetic": True}}}}))
     result = snakemake(workdir, "results/spotting.csv", configfiles=(overlay,))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
-    assert finished_jobs(result.stdout + result.stderr) == {"synth_long": 1, "spot": 1, "spotting": 1}
+    assert finished_jobs(result.stdout + result.stderr) == {"synth_long": 1, "spot": 2, "spotting": 1}   # mdmd, softnet
     return workdir
 
 
@@ -80,8 +80,13 @@ def test_a_synthetic_dataset_is_spotted_and_scored_against_its_sheet(tree, spott
     scores = pd.read_csv(spotted / "scores.csv").set_index("type")
     table = pd.read_csv(spotted.parents[2] / "spotting.csv")
     assert table[["dataset", "spotter", "type", "data"]].values.tolist() == [
-        ["casme_sq", "mdmd", kind, "synthetic"] for kind in ("micro", "macro", "overall")]
-    np.testing.assert_allclose(table["f1"], scores["f1"], atol=1e-4)
+        ["casme_sq", spotter, kind, "synthetic"]
+        for spotter in ("mdmd", "softnet") for kind in ("micro", "macro", "overall")]
+    np.testing.assert_allclose(table["f1"][:3], scores["f1"], atol=1e-4)
+    softnet = pd.read_csv(spotted.parent / "softnet" / "scores.csv").set_index("type")
+    assert softnet.loc["overall", "tp"] + softnet.loc["overall", "fn"] == len(expressions)
+    assert list(pd.read_csv(spotted.parent / "softnet" / "curves" / "0.csv").columns) == \
+        ["frame", "softnet_micro", "score_micro", "softnet_macro", "score_macro"]
     assert table["published_f1"].isna().all()         # synthetic data: the published numbers stay empty
     assert list(scores.index) == ["micro", "macro", "overall"]
     counts = scores.loc["overall"]

@@ -1,8 +1,9 @@
 """SOFTNet's inputs and pseudo-labels from merflow's aligned long-video cache (pipeline/spotting/spot.py).
 
 Source: Liong, Gan, See, Khor & Huang, "Shallow optical flow three-stream CNN for macro- and micro-expression
-spotting from long videos", ICIP 2021, and its authors' code, github.com/genbing99/SoftNet-SpotME @ dd43d1e
-(cited below as file:line). The network, its training and the spotting rule are in pipeline/spotting/softnet.py.
+spotting from long videos", ICIP 2021, and its authors' code, github.com/genbing99/SoftNet-SpotME
+(its code as last changed in September 2021, cited below as file:line). The network, its training and the
+spotting rule are in pipeline/spotting/softnet.py.
 
 Inputs (extraction_preprocess.py), one per frame i whose frame i + k lies in the same run of faces:
     1. the optical flow from frame i to frame i + k (l.26-28, l.90-92; TV-L1 there) and its optical strain

@@ -14,13 +14,17 @@ import pandas as pd
 
 from pipeline.artifacts import atomic_output
 
-SPOTTER_NAMES = {"mdmd": "MDMD (training-free, MEGC 2020 baseline)"}
-# Published F1 on the real datasets: MDMD as MEGC 2020's baseline (He et al., FG 2020, Table III).
+SPOTTER_NAMES = {"mdmd": "MDMD (training-free, MEGC 2020 baseline)",
+                 "softnet": "SOFTNet (learned, leave one subject out)"}
+# Published F1 on the real datasets: MDMD as MEGC 2020's baseline (He et al., FG 2020); SOFTNet as its authors'
+# repository reports it (genbing99/SoftNet-SpotME).
 PUBLISHED_F1 = {
     ("mdmd", "casme_sq"): {"macro": 0.1196, "micro": 0.0082, "overall": 0.0376},
     ("mdmd", "samm_lv"): {"macro": 0.0629, "micro": 0.0364, "overall": 0.0445},
+    ("softnet", "casme_sq"): {"macro": 0.2410, "micro": 0.1173, "overall": 0.2022},
+    ("softnet", "samm_lv"): {"macro": 0.2169, "micro": 0.1520, "overall": 0.1881},
 }
-PUBLISHED_SOURCE = {"mdmd": "He et al., FG 2020"}
+PUBLISHED_SOURCE = {"mdmd": "He et al., FG 2020", "softnet": "Liong et al., ICIP 2021"}
 COLUMNS = ["dataset", "layout", "data", "spotter", "spotter_name", "type", "tp", "fp", "fn", "precision", "recall",
            "f1", "published_f1", "published_source"]
 

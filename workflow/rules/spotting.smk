@@ -36,7 +36,7 @@ rule spot:
         out_dir=directory(paths.SPOTTING_DIR),
     params:
         layout=lambda wildcards: SPOTTING["datasets"][wildcards.sds]["layout"],
-        p={"registration": SPOTTING["registration"], "mdmd": SPOTTING["mdmd"]},
+        p=lambda wildcards: {"registration": SPOTTING["registration"], "params": SPOTTING[wildcards.spotter]},
     log:
         "logs/spotting/{sds}_{spotter}.log",
     wildcard_constraints:
