@@ -52,6 +52,7 @@ ABLATION_BENCHMARKS = {   # Snakemake's benchmark files: the wall time of each j
 # Spotting (pipeline/spotting/): one folder per long-video dataset (a key of spotting.datasets) and spotter.
 SPOTTING_DIR = "results/spotting/{sds}/{spotter}"
 SPOTTING_TABLE = "results/spotting.csv"
+SPOTTING_REPORT = "results/spotting.html"     # the table and every video's curves
 ABLATIONS = "results/ablations.csv"            # one row per setting
 ABLATIONS_REPORT = "results/ablations.html"    # the table and one figure per family
 ABLATION_FIGURES = "results/ablations/figures"  # the same figures as PNGs

@@ -395,3 +395,28 @@ def ablations_page(table: pd.DataFrame, figures: Mapping[str, bytes]) -> str:
     return ("<!doctype html><html><head><meta charset='utf-8'><title>merflow ablations</title>"
             f"<style>{STYLE}</style></head><body><h1>merflow ablations: the paper's claims</h1>"
             + "\n".join(parts) + "</body></html>")
+
+
+# ---------------------------------------------------------------- spotting (pipeline/spotting/)
+
+def spotting_page(table: pd.DataFrame, figures: Mapping[str, list[tuple[str, bytes]]]) -> str:
+    """results/spotting.html: the spotting table and, per dataset and spotter, every video's curves with its true
+    and spotted intervals (`figures`: "dataset / spotter" -> [(video, png)]), images embedded."""
+    header = ["dataset", "data", "spotter", "type", "TP", "FP", "FN", "precision", "recall", "F1", "published F1"]
+    rows = []
+    for _, r in table.iterrows():
+        cells = [r["dataset"], r["data"], r["spotter_name"], r["type"], int(r["tp"]), int(r["fp"]), int(r["fn"]),
+                 f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}",
+                 "—" if pd.isna(r["published_f1"]) else f"{r['published_f1']:.4f} ({r['published_source']})"]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    parts = ['<p class="note">MEGC\'s spotting metric: a spotted interval is a hit when its intersection over union '
+             "with a true interval of its type is at least 0.5, each interval matched at most once; TP, FP and FN "
+             "pooled over the dataset's videos. Published F1 only on the real datasets.</p>",
+             '<table class="table2"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+             + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>"]
+    for name, videos in figures.items():
+        parts.append(f"<h2>{html.escape(name)}</h2>")
+        parts += [_figure(png, video) for video, png in videos]
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>merflow spotting</title>"
+            f"<style>{STYLE}</style></head><body><h1>merflow spotting: expressions in long videos</h1>"
+            + "\n".join(parts) + "</body></html>")

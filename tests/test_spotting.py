@@ -88,6 +88,8 @@ def test_a_synthetic_dataset_is_spotted_and_scored_against_its_sheet(tree, spott
     assert list(pd.read_csv(spotted.parent / "softnet" / "curves" / "0.csv").columns) == \
         ["frame", "softnet_micro", "score_micro", "softnet_macro", "score_macro"]
     assert table["published_f1"].isna().all()         # synthetic data: the published numbers stay empty
+    page = (spotted.parents[2] / "spotting.html").read_text()
+    assert page.count("<img") == 4 and "s15/15_0101disgustingteeth" in page   # 2 videos x 2 spotters
     assert list(scores.index) == ["micro", "macro", "overall"]
     counts = scores.loc["overall"]
     assert counts["tp"] + counts["fn"] == len(expressions)          # every coded expression is a truth once

@@ -160,7 +160,7 @@ def run_spotting_job(smk: Any) -> None:
         run_logged(log, spot_dataset_stage, Path(smk.input.tree), smk.params.layout, Path(smk.output.out_dir),
                    spotter=smk.wildcards.spotter, **smk.params.p)
     elif smk.rule == "spotting":
-        run_logged(log, spotting_table_stage, [Path(d) / "scores.csv" for d in smk.input.scores],
-                   Path(smk.output.table), **smk.params.p)
+        run_logged(log, spotting_table_stage, [Path(d) for d in smk.input.spotted], Path(smk.output.table),
+                   Path(smk.output.page), **smk.params.p)
     else:
         raise ValueError(f"no spotting job for rule {smk.rule}")

@@ -29,6 +29,13 @@ COLUMNS = ["dataset", "layout", "data", "spotter", "spotter_name", "type", "tp",
            "f1", "published_f1", "published_source"]
 
 
+def video_ids(spot_dir: Path) -> list[str]:
+    """The ids of a spotting folder's videos, in the order of its figures (aligned.h5's groups 0, 1, ...)."""
+    import h5py
+    with h5py.File(spot_dir / "aligned.h5", "r") as h5:
+        return [str(h5[f"videos/{n}"].attrs["video"]) for n in range(len(h5["videos"]))]
+
+
 def spotting_table(datasets: Mapping[str, Mapping[str, Any]], spotters: Sequence[str],
                    scores: Mapping[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
     """One row per dataset, spotter and expression type (micro, macro, overall); `scores[(dataset, spotter)]`
@@ -48,14 +55,22 @@ def spotting_table(datasets: Mapping[str, Mapping[str, Any]], spotters: Sequence
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def spotting_table_stage(score_csvs: Sequence[str | os.PathLike], out_csv: Path, *,
+def spotting_table_stage(spot_dirs: Sequence[str | os.PathLike], out_csv: Path, out_html: Path, *,
                          datasets: Mapping[str, Mapping[str, Any]], spotters: Sequence[str]) -> None:
-    """The workflow's spotting rule: `score_csvs` are the scores.csv of every (dataset, spotter), datasets first."""
+    """The workflow's spotting rule: `spot_dirs` are the output folders (pipeline/spotting/run.py) of every
+    (dataset, spotter), datasets first; the table, and a page with it and every video's figure."""
+    from pipeline.report import spotting_page
     pairs = [(name, spotter) for name in datasets for spotter in spotters]
-    if len(pairs) != len(score_csvs):
-        raise ValueError(f"{len(score_csvs)} score files for {len(pairs)} (dataset, spotter) pairs")
-    scores = {pair: pd.read_csv(path) for pair, path in zip(pairs, score_csvs, strict=True)}
+    if len(pairs) != len(spot_dirs):
+        raise ValueError(f"{len(spot_dirs)} spotting folders for {len(pairs)} (dataset, spotter) pairs")
+    scores = {pair: pd.read_csv(Path(folder) / "scores.csv") for pair, folder in zip(pairs, spot_dirs, strict=True)}
     table = spotting_table(datasets, spotters, scores)
+    figures = {}
+    for (name, spotter), folder in zip(pairs, spot_dirs, strict=True):
+        figures[f"{name} / {spotter}"] = [(video, (Path(folder) / "figures" / f"{n}.png").read_bytes())
+                                          for n, video in enumerate(video_ids(Path(folder)))]
     with atomic_output(out_csv) as tmp:
         table.to_csv(tmp, index=False, float_format="%.4f")
+    with atomic_output(out_html) as tmp:
+        tmp.write_text(spotting_page(table, figures))
     print(table[["dataset", "spotter", "type", "precision", "recall", "f1", "published_f1"]].to_string(index=False))

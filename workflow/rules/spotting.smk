@@ -1,5 +1,6 @@
 # Spotting (docs/spotting.md): snakemake results/spotting.csv spots every long-video dataset of
-# spotting.datasets with every spotter of spotting.spotters and scores them with MEGC's metric. Not part of
+# spotting.datasets with every spotter of spotting.spotters and scores them with MEGC's metric (the table, and
+# results/spotting.html with every video's curves). Not part of
 # `all`. A synthetic dataset's tree is generated first (synth_long; the short-clip layouts are synth's).
 
 from pipeline.datasets.long_layouts import LONG_LAYOUTS
@@ -56,11 +57,12 @@ rule spot:
 
 rule spotting:
     input:
-        scores=[paths.SPOTTING_DIR.format(sds=name, spotter=spotter)
+        spotted=[paths.SPOTTING_DIR.format(sds=name, spotter=spotter)
                 for name in SPOTTING["datasets"] for spotter in SPOTTING["spotters"]],
         code=[str(PACKAGE_ROOT / path) for path in module_closure("pipeline.spotting.table")],
     output:
         table=paths.SPOTTING_TABLE,
+        page=paths.SPOTTING_REPORT,
     params:
         p={"datasets": SPOTTING["datasets"], "spotters": SPOTTING["spotters"]},
     log:
@@ -72,6 +74,6 @@ rule spotting:
         mem_mb=1000,
         runtime=10,
     message:
-        "Spotting table {output.table}: MEGC's spotting metric per dataset and spotter"
+        "Spotting table {output.table} and page {output.page}: MEGC's spotting metric per dataset and spotter"
     script:
         "../scripts/spotting.py"
