@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.config import load_params  # noqa: E402
-from pipeline.datasets.long_video_synth import generate_long_synthetic  # noqa: E402
+from pipeline.datasets.long_video_synth import SYNTH_KEYS, generate_long_synthetic  # noqa: E402
 from pipeline.spotting.run import spot_dataset_stage  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,8 +34,7 @@ def main() -> None:
     parser.add_argument("--flow", choices=("dis", "tvl1"), default="dis")
     args = parser.parse_args()
     params = load_params(REPO / "params.yaml")
-    synth = {key: params["synth"][key] for key in ("seed", "width", "height", "face_width_px", "amplitude_px",
-                                                   "noise_sigma", "head_jitter_px", "jpeg_quality")}
+    synth = {key: params["synth"][key] for key in SYNTH_KEYS}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / args.layout
         generate_long_synthetic(args.layout, root, subjects=1, videos_per_subject=1, seconds=args.seconds, **synth)

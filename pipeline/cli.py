@@ -27,6 +27,11 @@ def _load(params_files: Sequence[str] | None) -> dict:
     return load_params(*params_files)
 
 
+def _given(args: argparse.Namespace, kwargs: dict, keys: Sequence[str]) -> dict:
+    """`kwargs` with the command-line options among `keys` that were given."""
+    return {**kwargs, **{key: getattr(args, key) for key in keys if getattr(args, key) is not None}}
+
+
 def cmd_synth(args: argparse.Namespace) -> None:
     from pipeline.datasets.long_layouts import LONG_LAYOUTS
     from pipeline.datasets.synth_writers import generate_synthetic
@@ -39,10 +44,8 @@ def cmd_synth(args: argparse.Namespace) -> None:
         if getattr(args, flag) is not None:
             raise MerflowError(f"--{flag.replace('_', '-')} is for the long-video layouts "
                                f"({', '.join(LONG_LAYOUTS)}), not {args.layout}")
-    kwargs = stage_params(_load(args.params), "synth")
-    for key in ("seed", "subjects", "clips_per_subject", "frames_min", "frames_max", "amplitude_px"):
-        if getattr(args, key) is not None:
-            kwargs[key] = getattr(args, key)
+    kwargs = _given(args, stage_params(_load(args.params), "synth"),
+                    ("seed", "subjects", "clips_per_subject", "frames_min", "frames_max", "amplitude_px"))
     out = Path(args.out or SYNTH_DIR.format(layout=args.layout))
     generate_synthetic(args.layout, out, **kwargs)
     print(f"wrote a synthetic {args.layout} dataset to {out}")
@@ -57,11 +60,8 @@ def _synth_long_videos(args: argparse.Namespace) -> None:
             raise MerflowError(f"--{flag.replace('_', '-')} is for the short-clip layouts; {args.layout} takes "
                                "--seconds and --videos-per-subject")
     params = _load(args.params)
-    kwargs = {key: params["synth"][key] for key in SYNTH_KEYS}
-    kwargs.update(params["synth_long_videos"])
-    for key in ("seed", "subjects", "videos_per_subject", "seconds", "amplitude_px"):
-        if getattr(args, key) is not None:
-            kwargs[key] = getattr(args, key)
+    kwargs = _given(args, {**{key: params["synth"][key] for key in SYNTH_KEYS}, **params["synth_long_videos"]},
+                    ("seed", "subjects", "videos_per_subject", "seconds", "amplitude_px"))
     out = Path(args.out or SYNTH_DIR.format(layout=args.layout))
     generate_long_synthetic(args.layout, out, **kwargs)
     print(f"wrote a synthetic {args.layout} dataset to {out}")

@@ -41,13 +41,19 @@ def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def read_frame_dir(folder: Path) -> tuple[np.ndarray, list[str]]:
-    """The jpg/png/bmp frames of a folder in natural order, as uint8 (T, H, W, 3) RGB, and their paths."""
-    from pipeline.imageio import read_rgb
+def frame_paths(folder: Path) -> list[Path]:
+    """The jpg/png/bmp frame files of a folder in natural order (MerflowError if there are none)."""
     paths = sorted((p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and p.is_file()),
                    key=lambda p: natural_key(p.name))
     if not paths:
         raise MerflowError(f"{folder}: no frames ({', '.join(FRAME_SUFFIXES)}) in this folder")
+    return paths
+
+
+def read_frame_dir(folder: Path) -> tuple[np.ndarray, list[str]]:
+    """The jpg/png/bmp frames of a folder in natural order, as uint8 (T, H, W, 3) RGB, and their paths."""
+    from pipeline.imageio import read_rgb
+    paths = frame_paths(folder)
     frames = [read_rgb(path, folder.name) for path in paths]
     for path, frame in zip(paths, frames, strict=True):
         if frame.shape != frames[0].shape:

@@ -87,6 +87,13 @@ def build_casme_sq(root: Path, workbook_name: str = "CAS(ME)^2code_final.xlsx") 
     return root
 
 
+def reported(problems, *parts: str, kept: bool = True) -> None:
+    """Exactly one of a reader's problems holds every part, and it was read around (kept) or left out as said."""
+    text = {str(problem): problem.kept for problem in problems}
+    found = [line for line in text if all(part in line for part in parts)]
+    assert len(found) == 1 and text[found[0]] is kept, (parts, list(text))
+
+
 @pytest.mark.parametrize("workbook_name", ["CAS(ME)^2code_final.xlsx", "CAS(ME)^2code_final(Updated).xlsx"])
 def test_casme_sq_reads_the_owners_workbook_and_folders_with_their_quirks(tmp_path, workbook_name):
     videos, intervals, problems = read_casme_sq(build_casme_sq(tmp_path, workbook_name))
@@ -106,19 +113,13 @@ def test_casme_sq_reads_the_owners_workbook_and_folders_with_their_quirks(tmp_pa
         ("s19/23_0502funnyerrors", "s23", "happy1_1", 10, 15, 22, "micro", "positive", "happiness", "12", 5),
         ("s23/23_0503unnyfarting", "s23", "happy2_1", 5, 8, 50, "macro", "positive", "happiness", "NULL", 6),
     ]
-    text = {str(problem): problem.kept for problem in problems}
-
-    def reported(*parts: str, kept: bool = True) -> None:
-        found = [line for line in text if all(part in line for part in parts)]
-        assert len(found) == 1 and text[found[0]] is kept, (parts, list(text))
-
-    reported("row 2 (disgust1_2)", "offset 0 (not coded): the interval ends at the apex 950")
-    reported("row 3 (disgust1_3)", "apex 0 (not coded): taken as the midpoint 990")
-    reported("row 4 (disgust2_1)", "offset 25 is before the apex 30")
-    reported("row 5 (happy1_1)", "filed under s19: read from s19/23_0502funnyerrors")
-    reported("row 6 (happy2_1)", "offset 70 is past the video's last frame img050.jpg: clipped to frame 50")
-    reported("row 7 (anger1_1)", "s16/16_0401", "interval left out", kept=False)
-    reported("s15/15_0508funnydunkey", "no intervals in")
+    reported(problems, "row 2 (disgust1_2)", "offset 0 (not coded): the interval ends at the apex 950")
+    reported(problems, "row 3 (disgust1_3)", "apex 0 (not coded): taken as the midpoint 990")
+    reported(problems, "row 4 (disgust2_1)", "offset 25 is before the apex 30")
+    reported(problems, "row 5 (happy1_1)", "filed under s19: read from s19/23_0502funnyerrors")
+    reported(problems, "row 6 (happy2_1)", "offset 70 is past the video's last frame img050.jpg: clipped to frame 50")
+    reported(problems, "row 7 (anger1_1)", "s16/16_0401", "interval left out", kept=False)
+    reported(problems, "s15/15_0508funnydunkey", "no intervals in")
     assert len(problems) == 7
 
 
@@ -188,18 +189,13 @@ def test_samm_lv_reads_the_release_sheet_and_folders_with_their_quirks(tmp_path,
         ("021_3", "021", "021_3_1", 5, 10, 40, "micro", None, None, "L14", 15),
         ("036_7", "036", "036_7_4", 50, 70, 80, "macro", None, None, "6+12", 16),
     ]
-    text = {str(problem): problem.kept for problem in problems}
-
-    def reported(*parts: str, kept: bool = True) -> None:
-        found = [line for line in text if all(part in line for part in parts)]
-        assert len(found) == 1 and text[found[0]] is kept, (parts, list(text))
-
-    reported("row 11 (006_1_1)", "Onset, Offset fractional: rounded")
-    reported("row 12 (006_1_2)", "Onset 0: the interval starts at frame 1")
-    reported("row 13 (006_1_3)", "Apex -1 (not annotated")
-    reported("row 14 (020_6_5)", "offset 150 is past the video's last frame 020_6_0120.jpg: clipped to frame 120")
-    reported("row 16 (036_7_4)", "offset 100 is past", "clipped to frame 80")
-    reported("row 17 (012_4_1)", "video folder is missing: interval left out", kept=False)
+    reported(problems, "row 11 (006_1_1)", "Onset, Offset fractional: rounded")
+    reported(problems, "row 12 (006_1_2)", "Onset 0: the interval starts at frame 1")
+    reported(problems, "row 13 (006_1_3)", "Apex -1 (not annotated")
+    reported(problems, "row 14 (020_6_5)",
+             "offset 150 is past the video's last frame 020_6_0120.jpg: clipped to frame 120")
+    reported(problems, "row 16 (036_7_4)", "offset 100 is past", "clipped to frame 80")
+    reported(problems, "row 17 (012_4_1)", "video folder is missing: interval left out", kept=False)
     assert len(problems) == 6
 
 

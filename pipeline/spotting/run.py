@@ -4,7 +4,8 @@ Both write into one output folder, atomically (nothing half-written is left afte
 
     aligned.h5        /videos/<n>: the aligned grey face of every frame (pipeline/spotting/spot.py), the cache
                       the curves are computed from
-    curves/<n>.csv    per frame: number, the MDMD feature and score with the micro and the macro window
+    curves/<n>.csv    per frame: number and, with the micro and the macro window, the spotter's raw output
+                      (MDMD's feature, SOFTNet's regression) and the score its threshold cuts
     intervals.csv     the spotted intervals: video, onset, offset (frame numbers, inclusive), type, score
     figures/<n>.png   the curves with their thresholds, true and spotted intervals
     problems.csv      every frame that could not be read or had no face (video, frame, file, reason)
@@ -123,14 +124,11 @@ def spot_recording(path: Path, out_dir: Path, fps: float | None, *, registration
                    mdmd: Mapping[str, Any]) -> pd.DataFrame:
     """One recording of a user's, spotted with MDMD: a video file or a folder of frames (numbered by their names'
     numbers)."""
-    from pipeline.predict import natural_key
+    from pipeline.predict import frame_paths
     from pipeline.spotting.video import video_file_frames
     path = Path(path)
     if path.is_dir():
-        files = sorted((f for f in path.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp")),
-                       key=lambda f: natural_key(f.name))
-        if not files:
-            raise MerflowError(f"{path}: no .jpg, .png or .bmp frames in this folder")
+        files = frame_paths(path)
         if fps is None:
             raise MerflowError(f"{path}: a folder of frames has no frame rate; give it with --fps")
         frames = functools.partial(frame_files, path.name, list(enumerate(files, start=1)))

@@ -65,7 +65,7 @@ from torch import nn
 
 from pipeline.spotting.mdmd import SPOT_COLUMNS
 from pipeline.spotting.softnet_features import pseudo_labels, softnet_inputs
-from pipeline.spotting.spot import INTERVAL_COLUMNS, runs
+from pipeline.spotting.spot import INTERVAL_COLUMNS, runs, video_intervals
 
 AUGMENTATIONS = 3               # flipped, blurred, noisy: the extra copies of a micro-expression sample
 NOISE_STD = 0.1                 # skimage random_noise's default variance 0.01
@@ -319,15 +319,11 @@ def spot_from_curve(curve: np.ndarray, *, k: int, p: float = 0.55, fps: float,
 
 def softnet_intervals(video: str, numbers: np.ndarray, curves: Mapping[str, np.ndarray], fps: float,
                       spotter: SoftNetSpotter) -> pd.DataFrame:
-    """The intervals of one video from its micro and macro curves (INTERVAL_COLUMNS, frame numbers inclusive),
-    each pass keeping the intervals of its own type."""
-    found = []
-    for kind, curve in curves.items():
-        spotted = spot_from_curve(curve, k=spotter.k(kind, fps), p=spotter.p, fps=fps,
-                                  micro_max_seconds=spotter.micro_max_seconds)
-        found += [{"video": video, "onset": int(numbers[r.onset]), "offset": int(numbers[r.offset]), "type": kind,
-                   "score": r.score} for r in spotted[spotted["type"] == kind].itertuples()]
-    return pd.DataFrame(found, columns=INTERVAL_COLUMNS).sort_values(["onset", "type"], ignore_index=True)
+    """The intervals of one video from its micro and macro curves (spot.video_intervals: frame numbers inclusive,
+    each pass keeping the intervals of its own type)."""
+    return video_intervals(video, numbers, {
+        kind: spot_from_curve(curve, k=spotter.k(kind, fps), p=spotter.p, fps=fps,
+                              micro_max_seconds=spotter.micro_max_seconds) for kind, curve in curves.items()})
 
 
 @dataclass

@@ -15,7 +15,7 @@ intervals and a QC figure.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import h5py
@@ -113,15 +113,19 @@ def video_curves(group: h5py.Group, spotter: MDMDSpotter) -> pd.DataFrame:
 
 # --- 3. the intervals -------------------------------------------------------------------------------------
 
-def spot_intervals(video: str, curves: pd.DataFrame, fps: float, spotter: MDMDSpotter) -> pd.DataFrame:
-    """The intervals spotted in one video (INTERVAL_COLUMNS; onset and offset are the video's frame numbers,
-    inclusive)."""
-    numbers = curves["frame"].to_numpy()
-    found = []
-    for kind in ("micro", "macro"):
-        peaks = spot_peaks(curves[f"score_{kind}"].to_numpy(), k=spotter.k(kind, fps), p=spotter.p, fps=fps,
-                           micro_max_seconds=spotter.micro_max_seconds, min_seconds=spotter.micro_min_seconds)
-        peaks = peaks[peaks["type"] == kind]
-        found += [{"video": video, "onset": int(numbers[r.onset]), "offset": int(numbers[r.offset]), "type": kind,
-                   "score": float(r.score)} for r in peaks.itertuples()]
+def video_intervals(video: str, numbers: np.ndarray, passes: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """A video's intervals (INTERVAL_COLUMNS; onset and offset the video's frame numbers, inclusive) from what each
+    pass spotted (kind -> onset, offset as positions into `numbers`, type, score): each pass keeps the intervals
+    of its own type. Every spotter's passes end here."""
+    found = [{"video": video, "onset": int(numbers[r.onset]), "offset": int(numbers[r.offset]), "type": kind,
+              "score": float(r.score)}
+             for kind, spotted in passes.items() for r in spotted[spotted["type"] == kind].itertuples()]
     return pd.DataFrame(found, columns=INTERVAL_COLUMNS).sort_values(["onset", "type"], ignore_index=True)
+
+
+def spot_intervals(video: str, curves: pd.DataFrame, fps: float, spotter: MDMDSpotter) -> pd.DataFrame:
+    """The intervals MDMD spotted in one video (`video_intervals`)."""
+    return video_intervals(video, curves["frame"].to_numpy(), {
+        kind: spot_peaks(curves[f"score_{kind}"].to_numpy(), k=spotter.k(kind, fps), p=spotter.p, fps=fps,
+                         micro_max_seconds=spotter.micro_max_seconds, min_seconds=spotter.micro_min_seconds)
+        for kind in ("micro", "macro")})
